@@ -1,9 +1,82 @@
-"""Seedbed core layers: the building blocks every Seedbed model stands on."""
+"""Seedbed core layers: the building blocks every Seedbed model stands on.
+
+Imports are grouped one line per module so that sibling issues can append theirs; keep
+``__all__`` one name per line for the same reason.
+"""
 
 from importlib.metadata import version as _version
 
+from seedbed.core_layers.attention import (
+    _HAS_FLASH2,
+    _HAS_FLASH3,
+    MultiHeadAttention,
+    attention,
+    chunked_attention,
+    last_backend,
+    math_attention,
+    topk_sparse_attention,
+)
 from seedbed.core_layers.benchmarking import Metric, Series, time_call, timed_ratio
+from seedbed.core_layers.checkpointing import Checkpointed, checkpointed
+from seedbed.core_layers.device import get_device, get_device_info
+from seedbed.core_layers.init import init_residual_scaling, init_weights
+from seedbed.core_layers.kv_cache import KVCache
+from seedbed.core_layers.memory import peak_memory_bytes
+from seedbed.core_layers.mlp import SwiGLU
+from seedbed.core_layers.norms import RMSNorm
+from seedbed.core_layers.rope import RotaryEmbedding, apply_rotary_emb
+from seedbed.core_layers.stability import NumericalStabilityMonitor
+from seedbed.core_layers.training import (
+    BenchmarkResults,
+    MetricsLogger,
+    Trainer,
+    TrainerConfig,
+    TrainingMetrics,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 __version__ = _version("seedbed-core-layers")
 
-__all__ = ["Metric", "Series", "__version__", "time_call", "timed_ratio"]
+__all__ = [
+    # attention
+    "_HAS_FLASH2",
+    "_HAS_FLASH3",
+    "MultiHeadAttention",
+    "attention",
+    "chunked_attention",
+    "last_backend",
+    "math_attention",
+    "topk_sparse_attention",
+    # norms, positions, MLP, cache
+    "KVCache",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "SwiGLU",
+    "apply_rotary_emb",
+    # init, memory, device helpers
+    "Checkpointed",
+    "checkpointed",
+    "get_device",
+    "get_device_info",
+    "init_residual_scaling",
+    "init_weights",
+    "peak_memory_bytes",
+    # training and stability
+    "BenchmarkResults",
+    "MetricsLogger",
+    "NumericalStabilityMonitor",
+    "Trainer",
+    "TrainerConfig",
+    "TrainingMetrics",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    # benchmarking
+    "Metric",
+    "Series",
+    "__version__",
+    "time_call",
+    "timed_ratio",
+]

@@ -2,6 +2,25 @@
 
 from importlib.metadata import version as _version
 
+from seedbed.memory_store.async_store import AsyncFaissVectorStore, RWLock
+from seedbed.memory_store.compression import ReservoirSampler, StreamingCompressor
+from seedbed.memory_store.faiss_store import FaissVectorStore, ReadOnlyStoreError
+from seedbed.memory_store.hierarchical_memory import HierarchicalMemory, MemorySearchResult
+from seedbed.memory_store.pg_store import PgVectorStore
+from seedbed.memory_store.vector_store import VectorStore
+
 __version__ = _version("seedbed-memory-store")
 
-__all__ = ["__version__"]
+__all__ = [
+    "AsyncFaissVectorStore",
+    "FaissVectorStore",
+    "HierarchicalMemory",
+    "MemorySearchResult",
+    "PgVectorStore",
+    "RWLock",
+    "ReadOnlyStoreError",
+    "ReservoirSampler",
+    "StreamingCompressor",
+    "VectorStore",
+    "__version__",
+]

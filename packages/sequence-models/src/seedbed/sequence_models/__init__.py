@@ -2,6 +2,25 @@
 
 from importlib.metadata import version as _version
 
+from seedbed.sequence_models.mixers import (
+    MixerState,
+    RWKVChannelMix,
+    RWKVLoop,
+    RWKVState,
+    RWKVTimeMix,
+    RWKVTimeMixState,
+    SequenceMixer,
+)
+
 __version__ = _version("seedbed-sequence-models")
 
-__all__ = ["__version__"]
+__all__ = [
+    "MixerState",
+    "RWKVChannelMix",
+    "RWKVLoop",
+    "RWKVState",
+    "RWKVTimeMix",
+    "RWKVTimeMixState",
+    "SequenceMixer",
+    "__version__",
+]

@@ -1,0 +1,147 @@
+"""Multi-head (grouped-query) attention module with injectable projections, RoPE and KV cache."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from seedbed.core_layers._checks import check_positive_int, check_tensor
+from seedbed.core_layers.attention.functional import BACKENDS, attention
+from seedbed.core_layers.kv_cache import KVCache
+from seedbed.core_layers.rope import RotaryEmbedding
+
+__all__ = ["MultiHeadAttention"]
+
+
+class MultiHeadAttention(nn.Module):
+    """Self-attention ``o_proj(attention(rope(q_proj x), rope(k_proj x), v_proj x))``.
+
+    Projections are ordinary modules with HF names (``q_proj``, ``k_proj``, ``v_proj``,
+    ``o_proj``), so a LoRA or quantised linear can be injected and HF weights load by name.
+    With ``n_kv_heads < n_heads`` it is grouped-query attention. Given a :class:`KVCache`, the
+    new keys/values are appended and the queries attend over everything cached, so decoding
+    token by token equals one forward pass over the whole sequence.
+
+    Args:
+        d_model: model dimension.
+        n_heads: query heads H.
+        n_kv_heads: key/value heads H_kv (default H); H % H_kv == 0.
+        head_dim: per-head dimension D (default d_model // n_heads).
+        bias: bias on q/k/v projections (and on o_proj unless ``o_bias`` says otherwise).
+        o_bias: bias on o_proj; default: same as ``bias`` (Qwen2 uses bias=True, o_bias=False).
+        q_proj, k_proj, v_proj, o_proj: modules mapping d_model -> H*D, H_kv*D, H_kv*D and
+            H*D -> d_model; default ``nn.Linear``.
+        rope: a :class:`RotaryEmbedding` with ``head_dim == D``, or None for no positions.
+        backend: attention backend (see :func:`attention`).
+        window: sliding-window size for ``attention`` (None: full).
+
+    Shapes:
+        x: (B, S, d_model) -> (B, S, d_model).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        n_kv_heads: int | None = None,
+        head_dim: int | None = None,
+        *,
+        bias: bool = False,
+        o_bias: bool | None = None,
+        q_proj: nn.Module | None = None,
+        k_proj: nn.Module | None = None,
+        v_proj: nn.Module | None = None,
+        o_proj: nn.Module | None = None,
+        rope: RotaryEmbedding | None = None,
+        backend: str = "auto",
+        window: int | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive_int(d_model, "d_model")
+        check_positive_int(n_heads, "n_heads")
+        n_kv_heads = n_heads if n_kv_heads is None else check_positive_int(n_kv_heads, "n_kv_heads")
+        if n_heads % n_kv_heads != 0:
+            raise ValueError(f"n_heads must be a multiple of n_kv_heads, got {n_heads} and {n_kv_heads}")
+        if head_dim is None:
+            if d_model % n_heads != 0:
+                raise ValueError(
+                    f"d_model must be divisible by n_heads when head_dim is not given, got {d_model} and {n_heads}"
+                )
+            head_dim = d_model // n_heads
+        check_positive_int(head_dim, "head_dim")
+        if rope is not None:
+            if not isinstance(rope, RotaryEmbedding):
+                raise TypeError(f"rope must be a RotaryEmbedding or None, got {type(rope).__name__}")
+            if rope.head_dim != head_dim:
+                raise ValueError(f"rope.head_dim must equal head_dim {head_dim}, got {rope.head_dim}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if window is not None:
+            check_positive_int(window, "window")
+        self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, n_heads, n_kv_heads, head_dim
+        self.backend, self.window = backend, window
+        o_bias = bias if o_bias is None else o_bias
+        self.q_proj = q_proj if q_proj is not None else nn.Linear(d_model, n_heads * head_dim, bias=bias)
+        self.k_proj = k_proj if k_proj is not None else nn.Linear(d_model, n_kv_heads * head_dim, bias=bias)
+        self.v_proj = v_proj if v_proj is not None else nn.Linear(d_model, n_kv_heads * head_dim, bias=bias)
+        self.o_proj = o_proj if o_proj is not None else nn.Linear(n_heads * head_dim, d_model, bias=o_bias)
+        self.rope = rope
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        causal: bool = True,
+    ) -> torch.Tensor:
+        """Attend ``x`` (B, S, d_model) to itself (and to the cache contents, if given).
+
+        Args:
+            positions: (S,) or (B, S) integer positions for RoPE; default
+                ``cache.size + arange(S)`` (``arange(S)`` without a cache).
+            attn_mask: as in :func:`attention`, over (B, H, S, S_total) where S_total counts
+                the cached tokens too.
+            cache: a :class:`KVCache` of matching (B, H_kv, D); updated in place.
+            causal: causal masking (bottom-right aligned against the cache).
+
+        Returns:
+            (B, S, d_model).
+        """
+        check_tensor(x, "x", ndim=3)
+        b, s, dm = x.shape
+        if dm != self.d_model:
+            raise ValueError(f"x must be (B, S, d_model={self.d_model}), got {tuple(x.shape)}")
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"cache must be a KVCache or None, got {type(cache).__name__}")
+            want = (b, self.n_kv_heads, self.head_dim)
+            got = (cache.batch_size, cache.n_kv_heads, cache.head_dim)
+            if got != want:
+                raise ValueError(f"cache must have (B, H_kv, D) = {want}, got {got}")
+            if cache.size + s > cache.max_seq_len:
+                raise ValueError(
+                    f"KVCache overflow: max_seq_len is {cache.max_seq_len}, got {cache.size} stored + {s} new"
+                )
+        q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # (B, S, H, D)
+        k = self.k_proj(x).view(b, s, self.n_kv_heads, self.head_dim)  # (B, S, H_kv, D)
+        v = self.v_proj(x).view(b, s, self.n_kv_heads, self.head_dim)  # (B, S, H_kv, D)
+        if self.rope is not None:
+            if positions is None:
+                start = cache.size if cache is not None else 0
+                positions = torch.arange(start, start + s, device=x.device)  # (S,)
+            elif positions.shape[-1] != s or positions.ndim not in (1, 2):
+                raise ValueError(f"positions must be (S,) or (B, S) with S={s}, got {tuple(positions.shape)}")
+            cos, sin = self.rope(positions)  # (S, 1, D) or (B, S, 1, D)
+            q, k = self.rope.rotate(q, cos, sin), self.rope.rotate(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, S_total, H_kv, D)
+        out = attention(q, k, v, causal=causal, attn_mask=attn_mask, window=self.window, backend=self.backend)
+        return self.o_proj(out.reshape(b, s, self.n_heads * self.head_dim))  # (B, S, d_model)
+
+    def extra_repr(self) -> str:
+        return (
+            f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, "
+            f"head_dim={self.head_dim}, backend={self.backend!r}, window={self.window}"
+        )

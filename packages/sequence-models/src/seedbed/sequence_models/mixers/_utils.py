@@ -1,0 +1,54 @@
+"""Small helpers shared by the mixer ops (chunk padding, compute dtype)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["check_chunk_size", "compute_dtype", "pad_to_chunks", "segsum"]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Accumulate in at least float32 (float64 stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def check_chunk_size(chunk_size: int) -> int:
+    """A chunk size must be a positive int."""
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    return chunk_size
+
+
+def pad_to_chunks(x: torch.Tensor, chunk_size: int, dim: int = 1, value: float = 0.0) -> torch.Tensor:
+    """Right-pad ``x`` along ``dim`` to a multiple of ``chunk_size`` and split that dim into
+    (n_chunks, chunk_size). x: (..., L, ...) -> (..., n, C, ...)."""
+    length = x.shape[dim]
+    n = math.ceil(length / chunk_size)
+    pad = n * chunk_size - length
+    if pad:
+        d = dim % x.ndim
+        spec = [0, 0] * (x.ndim - 1 - d) + [0, pad]
+        x = F.pad(x, spec, value=value)
+    shape = list(x.shape)
+    d = dim % x.ndim
+    return x.reshape(*shape[:d], n, chunk_size, *shape[d + 1 :])
+
+
+def segsum(x: torch.Tensor) -> torch.Tensor:
+    """Stable segment sums along the last dim: ``out[..., i, j] = sum_{j < r <= i} x[..., r]``
+    for ``j <= i`` and ``-inf`` above the diagonal.
+
+    Computed as a masked cumulative sum of the repeated input rather than as differences of
+    one cumulative sum, so no large partial sums cancel (the "stable segsum" of Mamba-2).
+    x: (..., T) -> (..., T, T).
+    """
+    t = x.shape[-1]
+    xr = x[..., None].expand(*x.shape, t)  # (..., T_i, T_j): xr[..., r, j] = x[..., r]
+    strict = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=-1)
+    xr = xr.masked_fill(~strict, 0)  # keep r > j
+    out = torch.cumsum(xr, dim=-2)  # (..., i, j) = sum_{j < r <= i} x[r]
+    lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device))
+    return out.masked_fill(~lower, float("-inf"))

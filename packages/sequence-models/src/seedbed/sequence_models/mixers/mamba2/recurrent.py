@@ -1,0 +1,53 @@
+"""Mamba-2 SSD, recurrent form: ``h_t = exp(dt_t A) h_t-1 + dt_t x_t ⊗ B_t``, ``y_t = h_t C_t``.
+
+O(H P N) memory per token: the decoding path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from seedbed.sequence_models.mixers._utils import compute_dtype
+
+__all__ = ["recurrent_ssd", "ssd_step"]
+
+
+def ssd_step(
+    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One token. x: (B, H, P); dt: (B, H); A: (H,); B, C: (B, G, N); state (B, H, P, N).
+
+    Returns (y (B, H, P), new state)."""
+    h = x.shape[1]  # heads; B, C groups are shared by h // G heads each
+    Bh = B.repeat_interleave(h // B.shape[1], dim=1)  # (B, H, N)
+    Ch = C.repeat_interleave(h // C.shape[1], dim=1)
+    decay = torch.exp(dt * A)[..., None, None]  # (B, H, 1, 1)
+    state = decay * state + (dt[..., None] * x)[..., :, None] * Bh[:, :, None, :]
+    y = torch.einsum("bhpn,bhn->bhp", state, Ch)
+    return y, state
+
+
+def recurrent_ssd(
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    initial_state: torch.Tensor | None = None,
+    output_final_state: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token-by-token SSD. Same arguments and results as :func:`naive_ssd`."""
+    dtype = compute_dtype(x.dtype)
+    bsz, length, h, p = x.shape
+    xf, dtf, A, Bf, Cf = x.to(dtype), dt.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype)
+    state = (
+        torch.zeros(bsz, h, p, B.shape[-1], device=x.device, dtype=dtype)
+        if initial_state is None
+        else initial_state.to(dtype)
+    )
+    ys = []
+    for t in range(length):
+        y, state = ssd_step(xf[:, t], dtf[:, t], A, Bf[:, t], Cf[:, t], state)
+        ys.append(y)
+    return torch.stack(ys, dim=1).to(x.dtype), (state if output_final_state else None)
+

@@ -1,0 +1,164 @@
+"""Train a :class:`MixerLM` on MQAR and measure its test accuracy (Zoology's protocol, scaled
+to what the machine allows)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from seedbed.sequence_models.lm import LMConfig, MixerLM
+from seedbed.sequence_models.mqar.data import IGNORE_INDEX, MQARConfig, MQARData
+
+__all__ = ["MQARResult", "TrainConfig", "default_mixer_kwargs", "evaluate", "train_mqar"]
+
+
+@dataclass
+class TrainConfig:
+    """How one model is trained on one MQAR setting."""
+
+    mixer: str = "attention"  # a key of MIXERS
+    d_model: int = 128  # residual width
+    n_layers: int = 2  # blocks (the issue: 2 layers for every mixer)
+    mixer_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides default_mixer_kwargs
+    d_ffn: int | None = None  # SwiGLU width (None = 4 D, 0 = no MLP)
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.1  # AdamW weight decay (Zoology: 0.1)
+    batch_size: int = 64  # sequences per step
+    epochs: float = 1.0  # passes over the training set (may be fractional)
+    warmup_frac: float = 0.05  # linear warm-up share of the steps, then cosine decay to 0
+    eval_batch_size: int = 256
+    seed: int = 0  # model init and batch order
+    progress: bool = True  # tqdm bar
+
+    def __post_init__(self) -> None:
+        if not self.lr > 0 or not self.epochs > 0 or not 0 <= self.warmup_frac < 1:
+            raise ValueError(
+                f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
+                f"epochs={self.epochs}, warmup_frac={self.warmup_frac}"
+            )
+        for name in ("d_model", "n_layers", "batch_size", "eval_batch_size"):
+            val = getattr(self, name)
+            if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive int, got {val!r}")
+
+
+@dataclass
+class MQARResult:
+    """Outcome of one training run."""
+
+    mixer: str
+    seq_len: int
+    num_kv_pairs: int
+    d_model: int
+    lr: float
+    test_accuracy: float  # share of answer positions predicted exactly
+    final_train_loss: float
+    train_tokens_per_s: float  # training throughput (tokens of the batch per second)
+    steps: int
+    train_seconds: float
+    num_parameters: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def default_mixer_kwargs(mixer: str, d_model: int, seq_len: int) -> dict[str, Any]:
+    """Per-mixer settings used for MQAR (heads, state sizes, filter length)."""
+    if mixer == "attention":
+        return {"n_heads": 1}  # Zoology's attention baseline is single-headed
+    if mixer == "retnet":
+        return {"n_heads": max(1, d_model // 32)}  # gamma_h = 1 - 2^(-5-h): more heads, longer memory
+    if mixer == "mamba":
+        return {"d_state": 16}
+    if mixer == "mamba2":
+        return {"d_state": 64, "head_dim": min(64, 2 * d_model)}
+    if mixer == "hyena":
+        return {"l_max": seq_len}
+    return {}
+
+
+def _masked_logits(model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits only at the labelled positions (the LM head is the costly part at V = 8192)."""
+    hidden = model.hidden_states(inputs)  # (B, L, D)
+    mask = labels != IGNORE_INDEX
+    return model.lm_head(hidden[mask]), labels[mask]  # (M, V), (M,)
+
+
+@torch.no_grad()
+def evaluate(model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+    """Accuracy over all answer positions of (inputs, labels)."""
+    was_training = model.training
+    model.eval()
+    correct = total = 0
+    for i in range(0, inputs.shape[0], batch_size):
+        logits, target = _masked_logits(model, inputs[i : i + batch_size], labels[i : i + batch_size])
+        correct += int((logits.argmax(-1) == target).sum())
+        total += target.numel()
+    model.train(was_training)
+    return correct / max(total, 1)
+
+
+def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
+    """Train a fresh ``cfg.mixer`` LM on ``data`` and return it with its test result."""
+    dcfg: MQARConfig = data.config
+    torch.manual_seed(cfg.seed)
+    kwargs = {**default_mixer_kwargs(cfg.mixer, cfg.d_model, dcfg.seq_len), **cfg.mixer_kwargs}
+    model = MixerLM(
+        LMConfig(
+            vocab_size=dcfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, mixer=cfg.mixer,
+            mixer_kwargs=kwargs, d_ffn=cfg.d_ffn,
+        )
+    )  # fmt: skip
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.98),
+    )
+    n_train = data.train_inputs.shape[0]
+    steps_per_epoch = max(1, n_train // cfg.batch_size)
+    total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    warmup = int(cfg.warmup_frac * total_steps)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return cfg.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+
+    g = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(n_train, generator=g)
+    model.train()
+    loss_val, t0 = float("nan"), time.perf_counter()
+    bar = tqdm(range(total_steps), desc=f"{cfg.mixer} L={dcfg.seq_len}", disable=not cfg.progress, leave=False)
+    for step in bar:
+        pos = (step % steps_per_epoch) * cfg.batch_size
+        if step and pos == 0:
+            perm = torch.randperm(n_train, generator=g)
+        idx = perm[pos : pos + cfg.batch_size]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        logits, target = _masked_logits(model, data.train_inputs[idx], data.train_labels[idx])
+        loss = F.cross_entropy(logits, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        loss_val = float(loss)
+        if step % 20 == 0:
+            bar.set_postfix(loss=f"{loss_val:.3f}")
+    train_s = time.perf_counter() - t0
+    acc = evaluate(model, data.test_inputs, data.test_labels, cfg.eval_batch_size)
+    tokens = total_steps * cfg.batch_size * dcfg.seq_len
+    return model, MQARResult(
+        mixer=cfg.mixer, seq_len=dcfg.seq_len, num_kv_pairs=dcfg.num_kv_pairs, d_model=cfg.d_model,
+        lr=cfg.lr, test_accuracy=acc, final_train_loss=loss_val, train_tokens_per_s=tokens / train_s,
+        steps=total_steps, train_seconds=train_s, num_parameters=model.num_parameters(),
+    )  # fmt: skip

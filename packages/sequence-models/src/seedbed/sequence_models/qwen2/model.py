@@ -1,0 +1,315 @@
+"""Qwen2 decoder-only causal LM built from core-layers blocks.
+
+Per layer: ``x + attn(rmsnorm(x))`` then ``x + swiglu(rmsnorm(x))``, where attention is
+``seedbed.core_layers.MultiHeadAttention`` (GQA, RoPE with ``rope_theta``, q/k/v biases, no
+o_proj bias). Module names match HF ``Qwen2ForCausalLM`` without its ``model.`` prefix, so the
+checkpoint name mapping is one prefix (see :mod:`.checkpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from seedbed.core_layers import KVCache, MultiHeadAttention, RMSNorm, RotaryEmbedding, SwiGLU
+from seedbed.sequence_models.qwen2.config import Qwen2Config
+
+__all__ = ["Qwen2DecoderLayer", "Qwen2Model", "build_attn_masks", "positions_from_mask"]
+
+AttnMasks = Mapping[int | None, torch.Tensor]
+
+
+class Qwen2DecoderLayer(nn.Module):
+    """Pre-norm transformer block: attention then SwiGLU, each with a residual."""
+
+    def __init__(self, config: Qwen2Config, rope: RotaryEmbedding) -> None:
+        super().__init__()
+        d = config.hidden_size
+        self.self_attn = MultiHeadAttention(
+            d,
+            config.num_attention_heads,
+            config.num_key_value_heads,
+            config.head_dim,
+            bias=config.attention_bias,
+            o_bias=False,
+            rope=rope,
+        )
+        self.mlp = SwiGLU(d, config.intermediate_size)
+        self.input_layernorm = RMSNorm(d, eps=config.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(d, eps=config.rms_norm_eps)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        attn_mask: torch.Tensor | None,
+        cache: KVCache | None,
+        causal: bool,
+    ) -> torch.Tensor:
+        """x: (B, S, d) -> (B, S, d)."""
+        h = self.self_attn(
+            self.input_layernorm(x), positions=positions, attn_mask=attn_mask, cache=cache, causal=causal
+        )
+        x = x + h
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def positions_from_mask(attention_mask: torch.Tensor, seq_len: int) -> torch.Tensor:
+    """Positions of the last ``seq_len`` tokens when padding is marked in ``attention_mask``.
+
+    Position = number of real tokens before this one (so a left-padded row counts from 0 at
+    its first real token, as ``transformers`` generate does); padding positions are clamped to 0.
+
+    Args:
+        attention_mask: (B, T) 1/True for real tokens.
+        seq_len: S <= T.
+
+    Returns:
+        (B, S) int64.
+    """
+    m = attention_mask.long()
+    pos = (m.cumsum(-1) - 1).clamp_min(0)  # (B, T)
+    return pos[:, -seq_len:]
+
+
+def build_attn_masks(
+    attention_mask: torch.Tensor,
+    seq_len: int,
+    windows: Sequence[int | None],
+) -> dict[int | None, torch.Tensor]:
+    """Boolean attention masks for S new queries against T keys with padding.
+
+    Query ``i`` sits at key slot ``T - S + i``; it sees real keys ``j <= T - S + i`` (and, for a
+    window w, ``T - S + i - j < w``). A padding query also sees its own slot so that no row is
+    empty (its output is discarded).
+
+    Args:
+        attention_mask: (B, T) 1/True for real tokens (cache contents first, new tokens last).
+        seq_len: S.
+        windows: distinct windows in use (None = full attention).
+
+    Returns:
+        {window: (B, 1, S, T) bool}.
+    """
+    b, t = attention_mask.shape
+    dev = attention_mask.device
+    key_ok = attention_mask.bool()[:, None, :]  # (B, 1, T)
+    qi = torch.arange(t - seq_len, t, device=dev)[:, None]  # (S, 1) key slot of each query
+    kj = torch.arange(t, device=dev)[None, :]  # (1, T)
+    diag = (qi == kj)[None]  # (1, S, T)
+    out: dict[int | None, torch.Tensor] = {}
+    for w in dict.fromkeys(windows):
+        band = kj <= qi
+        if w is not None:
+            band = band & ((qi - kj) < w)
+        out[w] = ((key_ok & band[None]) | diag)[:, None]  # (B, 1, S, T)
+    return out
+
+
+class Qwen2Model(nn.Module):
+    """Qwen2 causal language model (embeddings, decoder blocks, final norm, LM head).
+
+    Args:
+        config: a :class:`Qwen2Config`.
+
+    Shapes:
+        input_ids: (B, S) -> logits (B, S, vocab_size).
+    """
+
+    def __init__(self, config: Qwen2Config) -> None:
+        super().__init__()
+        if not isinstance(config, Qwen2Config):
+            raise TypeError(f"config must be a Qwen2Config, got {type(config).__name__}")
+        self.config = config
+        assert config.head_dim is not None
+        self.rope = RotaryEmbedding(config.head_dim, rope_theta=config.rope_theta)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(Qwen2DecoderLayer(config, self.rope) for _ in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        self.lm_head: nn.Linear | None = (
+            None
+            if config.tie_word_embeddings
+            else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        )
+        self.windows: list[int | None] = [config.layer_window(i) for i in range(config.num_hidden_layers)]
+        self._head_t: torch.Tensor | None = None  # inference copy of the head, (d, V)
+        self._head_t_key: tuple[Any, ...] | None = None
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ parameters
+    def reset_parameters(self, std: float = 0.02) -> None:
+        """Normal(0, std) weights, zero biases, unit norms (HF's Qwen2 initialisation)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=std)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=std)
+            elif isinstance(m, RMSNorm):
+                nn.init.ones_(m.weight)
+
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    def num_parameters(self) -> int:
+        """Distinct parameters (a tied head counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """State dict under HF ``Qwen2ForCausalLM`` names (no ``lm_head`` when tied)."""
+        from seedbed.sequence_models.qwen2.checkpoint import ours_to_hf
+
+        for name, mod in self.named_modules():
+            if isinstance(mod, MultiHeadAttention | SwiGLU):
+                for pname in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
+                    sub = getattr(mod, pname, None)
+                    if sub is not None and type(sub) is not nn.Linear:
+                        raise TypeError(
+                            f"cannot save {name}.{pname} of type {type(sub).__name__} in HF format; "
+                            "save the model before quantizing it"
+                        )
+        return {ours_to_hf(k): v for k, v in self.state_dict().items()}
+
+    def load_hf_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load tensors keyed by our names (see ``checkpoint.hf_to_ours``), strictly."""
+        self.load_state_dict(dict(state), strict=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike[str], **kwargs: Any) -> Qwen2Model:
+        """See :func:`seedbed.sequence_models.qwen2.checkpoint.load_pretrained`."""
+        from seedbed.sequence_models.qwen2.checkpoint import load_pretrained
+
+        return load_pretrained(path, **kwargs)
+
+    def save_pretrained(self, path: str | os.PathLike[str], **kwargs: Any) -> None:
+        """See :func:`seedbed.sequence_models.qwen2.checkpoint.save_pretrained`."""
+        from seedbed.sequence_models.qwen2.checkpoint import save_pretrained
+
+        save_pretrained(self, path, **kwargs)
+
+    # ------------------------------------------------------------------ caches
+    def make_caches(
+        self, batch_size: int, max_seq_len: int, *, dtype: torch.dtype | None = None
+    ) -> list[KVCache]:
+        """One preallocated :class:`KVCache` per layer."""
+        c = self.config
+        assert c.head_dim is not None
+        return [
+            KVCache(
+                batch_size,
+                max_seq_len,
+                c.num_key_value_heads,
+                c.head_dim,
+                dtype=dtype or self.dtype,
+                device=self.device,
+            )
+            for _ in range(c.num_hidden_layers)
+        ]
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+        caches: Sequence[KVCache] | None = None,
+        attn_masks: AttnMasks | None = None,
+        logits_to_keep: int = 0,
+        return_hidden: bool = False,
+    ) -> torch.Tensor:
+        """Next-token logits.
+
+        Args:
+            input_ids: (B, S) token ids.
+            attention_mask: (B, T) 1/True for real tokens over every key this call attends to:
+                the cached tokens first, then the S new ones (T = cached + S). Left or right
+                padding both work. Default: all real.
+            positions: (B, S) or (S,) RoPE positions; default from ``attention_mask`` (count of
+                real tokens before each one) or ``cached + arange(S)``.
+            caches: one KV cache per layer (appended in place), or None.
+            attn_masks: precomputed ``{window: (B, 1, S, T) bool}`` masks (overrides
+                ``attention_mask``-derived masks; used by the paged engine).
+            logits_to_keep: compute logits only for the last this-many positions (0 = all).
+            return_hidden: return final-norm hidden states (B, S', d) instead of logits.
+
+        Returns:
+            (B, S', vocab_size) logits, S' = S or ``logits_to_keep``.
+        """
+        if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
+            raise ValueError(f"input_ids must be a (B, S) tensor, got {getattr(input_ids, 'shape', input_ids)!r}")
+        if input_ids.dtype in (torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.bool):
+            raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
+        b, s = input_ids.shape
+        if caches is not None and len(caches) != len(self.layers):
+            raise ValueError(f"caches must have one entry per layer ({len(self.layers)}), got {len(caches)}")
+        past = caches[0].size if caches is not None and attn_masks is None else 0
+        if attention_mask is not None:
+            if attention_mask.shape != (b, past + s):
+                raise ValueError(
+                    f"attention_mask must be (B, cached + S) = {(b, past + s)}, got {tuple(attention_mask.shape)}"
+                )
+        if positions is None:
+            if attention_mask is not None:
+                positions = positions_from_mask(attention_mask, s)
+            else:
+                positions = torch.arange(past, past + s, device=input_ids.device)
+
+        # Masks: explicit (paged engine), from padding, or plain causal handled by attention().
+        masks: AttnMasks | None = attn_masks
+        causal = False
+        if masks is None:
+            if attention_mask is not None:
+                masks = build_attn_masks(attention_mask, s, self.windows)
+            elif any(w is not None for w in self.windows):
+                ones = torch.ones(b, past + s, dtype=torch.bool, device=input_ids.device)
+                masks = build_attn_masks(ones, s, self.windows)
+            else:
+                causal = s > 1  # one query against the cache sees every key: no mask needed
+
+        x = self.embed_tokens(input_ids)  # (B, S, d)
+        for i, layer in enumerate(self.layers):
+            mask = None if masks is None else masks[self.windows[i]]
+            x = layer(x, positions, mask, None if caches is None else caches[i], causal)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
+        x = self.norm(x)
+        if return_hidden:
+            return x
+        return self.lm_head_logits(x)
+
+    def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits from final-norm hidden states: (..., d) -> (..., V) (tied or untied head).
+
+        Without autograd the product runs against a contiguous (d, V) copy of the head: for
+        the few rows of a decode step that layout is several times faster on CPU than
+        ``F.linear``'s (V, d) weight. The copy is rebuilt whenever the weight changes
+        (tracked by its storage, version counter, dtype and device).
+        """
+        w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        if torch.is_grad_enabled() and w.requires_grad:
+            return F.linear(hidden, w)
+        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+        if self._head_t_key != key:
+            self._head_t = w.detach().t().contiguous()  # (d, V)
+            self._head_t_key = key
+        return hidden @ self._head_t
+
+    @torch.no_grad()
+    def generate(self, prompts: Any, **kwargs: Any) -> Any:
+        """See :func:`seedbed.sequence_models.generation.generate.generate`."""
+        from seedbed.sequence_models.generation.generate import generate
+
+        return generate(self, prompts, **kwargs)
