@@ -25,6 +25,18 @@ def test_reset_and_reuse():
     assert k.shape == (1, 2, 1, 2) and torch.equal(k, torch.zeros_like(k))
 
 
+def test_truncate_then_continue():
+    cache = KVCache(1, 6, 1, 2)
+    k = torch.randn(1, 5, 1, 2)
+    cache.update(k, k)
+    cache.truncate(3)
+    k_new = torch.randn(1, 2, 1, 2)
+    k_all, _ = cache.update(k_new, k_new)
+    torch.testing.assert_close(k_all, torch.cat([k[:, :3], k_new], 1))
+    with pytest.raises(ValueError, match="truncate size must be <= the 5 tokens stored, got 6"):
+        cache.truncate(6)
+
+
 def test_dtype_is_the_buffer_dtype():
     cache = KVCache(1, 4, 1, 2, dtype=torch.bfloat16)
     k, _ = cache.update(torch.randn(1, 1, 1, 2), torch.randn(1, 1, 1, 2))

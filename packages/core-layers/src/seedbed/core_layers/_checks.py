@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["check_floating", "check_positive_int", "check_tensor"]
+__all__ = ["broadcastable", "check_floating", "check_positive_int", "check_tensor"]
 
 
 def check_tensor(
@@ -51,3 +51,10 @@ def check_positive_int(value: object, name: str, *, allow_zero: bool = False) ->
     if value < lo:
         raise ValueError(f"{name} must be >= {lo}, got {value}")
     return value
+
+
+def broadcastable(shape: Sequence[int], target: Sequence[int]) -> bool:
+    """Whether ``shape`` broadcasts to exactly ``target`` (a cheap ``torch.broadcast_shapes``)."""
+    if len(shape) > len(target):
+        return False
+    return all(s == t or s == 1 for s, t in zip(reversed(tuple(shape)), reversed(tuple(target))))

@@ -114,6 +114,14 @@ class KVCache:
         self._size = end
         return self.k[:, :end], self.v[:, :end]
 
+    def truncate(self, size: int) -> None:
+        """Keep only the first ``size`` tokens (e.g. to drop rejected speculative tokens or to
+        decode again from the same prompt); the buffers are kept."""
+        check_positive_int(size, "size", allow_zero=True)
+        if size > self._size:
+            raise ValueError(f"truncate size must be <= the {self._size} tokens stored, got {size}")
+        self._size = size
+
     def reset(self) -> None:
         """Forget every stored token (the buffers are kept)."""
         self._size = 0

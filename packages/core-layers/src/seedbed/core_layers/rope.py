@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from seedbed.core_layers._checks import check_positive_int, check_tensor
+from seedbed.core_layers._checks import broadcastable, check_positive_int, check_tensor
 
 __all__ = ["RotaryEmbedding", "apply_rotary_emb"]
 
@@ -115,12 +115,8 @@ def apply_rotary_emb(
         raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)} and {tuple(sin.shape)}")
     if cos.shape[-1] != d:
         raise ValueError(f"cos/sin last dimension must equal x's head dim {d}, got {tuple(cos.shape)}")
-    try:
-        torch.broadcast_shapes(x.shape, cos.shape)
-    except RuntimeError as e:
-        raise ValueError(
-            f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}"
-        ) from e
+    if not broadcastable(cos.shape, x.shape):
+        raise ValueError(f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}")
     x32 = x.float()
     rot = _rotate_interleaved(x32) if interleaved else _rotate_half(x32)
     return (x32 * cos.float() + rot * sin.float()).to(x.dtype)

@@ -67,6 +67,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview) -
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(parent)
+    prefix = f".{path.name}.tmp-"
+    for stale in parent.iterdir():  # temp files of writers killed mid-write
+        if stale.name.startswith(prefix):
+            stale.unlink(missing_ok=True)
 
 
 def _versions(root: Path) -> list[int]:

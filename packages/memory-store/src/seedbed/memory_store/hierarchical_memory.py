@@ -16,7 +16,8 @@ scores are corrected by a per-query constant to equal the score against the deco
 hot and cold results are therefore merged on one scale.
 
 Dual API (seed 002): ``add``, ``delete``, ``search``, ``save`` and ``load`` block when called
-from synchronous code (through ``asyncio.run``) and return an ``asyncio.Task`` when an event
+from synchronous code (the coroutine runs to completion on a private per-thread event loop, as
+``asyncio.run`` would) and return an ``asyncio.Task`` when an event
 loop is running in the calling thread. Bad input raises at the call in both cases. The
 coroutines ``aadd``, ``adelete``, ``asearch``, ``save_async``, ``load_async`` are the explicit
 forms. ``push_remote``/``query_remote`` share the memory through a :class:`PgVectorStore`.
@@ -75,12 +76,24 @@ class MemorySearchResult(NamedTuple):
     vectors: torch.Tensor  # (Q, k, D) retrieved vectors (decoded if compressed), 0 where missing
 
 
+_local = threading.local()
+
+
+def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on this thread's private event loop (``asyncio.run``
+    semantics without creating a loop and installing signal handlers on every call)."""
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _local.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(coro)
+
+
 def _dispatch(coro: Coroutine[Any, Any, T]) -> T | asyncio.Task[T]:
     """Block on ``coro`` from sync code; schedule it as a Task inside a running loop."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return _run_blocking(coro)
     return loop.create_task(coro)
 
 
@@ -349,8 +362,15 @@ class HierarchicalMemory:
 
     async def _asearch(self, q: np.ndarray, k: int, flt: MetadataFilter, device: torch.device, dtype: torch.dtype) -> MemorySearchResult:
         hs, hi, hm = self.hot.search(q, k, flt)
-        zq, const = self._code_query(q)
-        cs, ci, cm = await self._cold_search(zq, k, flt)
+        if len(self.cold) == 0 or (self.compressor is not None and not self.compressor.fitted):
+            nq = len(q)
+            cs = np.full((nq, k), np.inf if self.metric == "l2" else -np.inf, np.float32)
+            ci = np.full((nq, k), -1, np.int64)
+            cm: list[list[dict[str, Any] | None]] = [[None] * k for _ in range(nq)]
+            const = np.zeros(nq, np.float32)
+        else:
+            zq, const = self._code_query(q)
+            cs, ci, cm = await self._cold_search(zq, k, flt)
         cs = np.where(ci >= 0, cs + const[:, None], cs)
         scores = np.concatenate([hs, cs], axis=1)  # (Q, 2k)
         ids = np.concatenate([hi, ci], axis=1)
@@ -478,12 +498,8 @@ class HierarchicalMemory:
             files["memory.json"] = json.dumps(state).encode()
         return files
 
-    async def save_async(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Save both tiers, the compressor and the bookkeeping as one atomic version
-        (see ``_atomic.commit_version``). Returns the committed version directory."""
-        target = self._target(path)
-        files = self._snapshot()
-
+    @staticmethod
+    def _commit(target: Path, files: dict[str, bytes]) -> Path:
         def write(d: Path) -> None:
             for name, data in files.items():
                 if not (d / name).parent.exists():
@@ -492,11 +508,22 @@ class HierarchicalMemory:
             if (d / "cold").is_dir():
                 fsync_dir(d / "cold")
 
-        return await asyncio.to_thread(commit_version, target, write)
+        return commit_version(target, write)
+
+    async def save_async(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Save both tiers, the compressor and the bookkeeping as one atomic version
+        (see ``_atomic.commit_version``). Returns the committed version directory."""
+        target = self._target(path)
+        files = self._snapshot()
+        return await asyncio.to_thread(self._commit, target, files)
 
     def save(self, path: str | os.PathLike[str] | None = None) -> Path | asyncio.Task[Path]:
         self._target(path)
         return _dispatch(self.save_async(path))
+
+    def save_sync(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """:meth:`save_async` run in the calling thread, whether or not a loop is running."""
+        return self._commit(self._target(path), self._snapshot())
 
     def _target(self, path: str | os.PathLike[str] | None) -> Path:
         if path is None and self.path is None:
@@ -517,6 +544,13 @@ class HierarchicalMemory:
         if not Path(path).exists():
             raise FileNotFoundError(f"no saved memory at {path}")
         return _dispatch(cls.load_async(path, use_async=use_async, remote=remote, device=device))
+
+    @classmethod
+    def load_sync(
+        cls, path: str | os.PathLike[str], *, use_async: bool | None = None, remote: Any = None, device: str | torch.device = "cpu"
+    ) -> HierarchicalMemory:
+        """:meth:`load_async` run in the calling thread, whether or not a loop is running."""
+        return cls._load_sync(Path(path), use_async, remote, torch.device(device))
 
     @classmethod
     def _load_sync(cls, path: Path, use_async: bool | None, remote: Any, device: torch.device) -> HierarchicalMemory:
@@ -662,18 +696,15 @@ class HierarchicalMemory:
     def vectors_of(self, ids: Any) -> torch.Tensor:
         """Full-dimension vectors of ids (decoded for cold entries), (M, D) on CPU."""
         req = [int(i) for i in np.atleast_1d(to_numpy(ids)).tolist()]
-        got, vecs, _ = _run_blocking(self._full_vectors(req))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            got, vecs, _ = _run_blocking(self._full_vectors(req))
+        else:
+            raise RuntimeError("vectors_of() blocks; inside an event loop use _full_vectors")
         if len(got) != len(req):
             missing = sorted(set(req) - set(got))
             raise KeyError(f"ids not in memory: {missing[:10]}")
         order = {i: r for r, i in enumerate(got)}
         return torch.from_numpy(vecs[[order[i] for i in req]])
 
-
-def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    coro.close()
-    raise RuntimeError("vectors_of() blocks; call it from synchronous code")

@@ -283,6 +283,8 @@ def attention(
     scale_f = float(scale) if scale is not None else d**-0.5
     softcap_f = float(softcap) if softcap is not None else None
     dropout_f = float(dropout_p)
+    if causal and s_q == 1 and window is None:
+        causal = False  # one query aligned at the last key sees every key (decoding step)
 
     if backend == "auto":
         chosen = next(

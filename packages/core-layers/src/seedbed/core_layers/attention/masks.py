@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from seedbed.core_layers._checks import check_tensor
+from seedbed.core_layers._checks import broadcastable, check_tensor
 
 __all__ = ["band_mask", "check_attn_mask", "merge_masks"]
 
@@ -60,11 +60,7 @@ def check_attn_mask(attn_mask: object, batch: int, heads: int, s_q: int, s_k: in
     if m.dtype != torch.bool and not m.is_floating_point():
         raise TypeError(f"attn_mask must be bool (True = attend) or floating (additive), got {m.dtype}")
     target = (batch, heads, s_q, s_k)
-    try:
-        ok = torch.broadcast_shapes(m.shape, target) == torch.Size(target)
-    except RuntimeError:
-        ok = False
-    if not ok:
+    if not broadcastable(m.shape, target):
         raise ValueError(
             f"attn_mask must be broadcastable to (B, H, S_q, S_k) = {target}, got shape {tuple(m.shape)}"
         )

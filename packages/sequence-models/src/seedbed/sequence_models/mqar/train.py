@@ -151,7 +151,7 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        loss_val = float(loss)
+        loss_val = loss.item()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss_val:.3f}")
     train_s = time.perf_counter() - t0
