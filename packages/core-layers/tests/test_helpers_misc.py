@@ -34,25 +34,30 @@ def test_init_weights_methods():
         b.norm.weight.fill_(3.0)
     init_weights(b, method="normal", std=0.02)
     assert b.mlp.up_proj.weight.std().item() == pytest.approx(0.02, rel=0.15)
-    assert torch.equal(b.mlp.up_proj.bias, torch.zeros(64)) and torch.equal(b.norm.weight, torch.ones(32))
+    assert torch.equal(b.mlp.up_proj.bias, torch.zeros(64))
+    assert torch.equal(b.norm.weight, torch.ones(32))
     init_weights(b, method="truncated_normal", std=0.05)
     assert b.mlp.gate_proj.weight.abs().max() <= 0.1
     init_weights(b, method="xavier")
     bound = math.sqrt(6 / (32 + 64))
     assert b.mlp.gate_proj.weight.abs().max() <= bound
-    with pytest.raises(ValueError, match="method must be one of .*got 'kaiming'"):
+    with pytest.raises(ValueError, match=r"method must be one of .*got 'kaiming'"):
         init_weights(b, method="kaiming")
 
 
 def test_init_residual_scaling():
     b = Block()
-    before = b.o_proj.weight.detach().clone(), b.mlp.down_proj.weight.detach().clone(), b.mlp.up_proj.weight.detach().clone()
+    before = (
+        b.o_proj.weight.detach().clone(),
+        b.mlp.down_proj.weight.detach().clone(),
+        b.mlp.up_proj.weight.detach().clone(),
+    )
     names = init_residual_scaling(b, n_layers=8)
     assert sorted(names) == ["mlp.down_proj.weight", "o_proj.weight"]
     torch.testing.assert_close(b.o_proj.weight, before[0] / 4)
     torch.testing.assert_close(b.mlp.down_proj.weight, before[1] / 4)
     assert torch.equal(b.mlp.up_proj.weight, before[2])
-    with pytest.raises(ValueError, match="found no submodule named one of"):
+    with pytest.raises(ValueError, match=r"found no submodule named one of"):
         init_residual_scaling(nn.Linear(2, 2), 4)
 
 
@@ -78,7 +83,7 @@ def test_checkpointed_matches_plain_and_recomputes():
     calls["n"] = 0
     wrapped(x)
     assert calls["n"] == 1
-    with pytest.raises(TypeError, match="expects an nn.Module, got function"):
+    with pytest.raises(TypeError, match=r"expects an nn.Module, got function"):
         checkpointed(lambda x: x)
 
 
@@ -87,11 +92,13 @@ def test_get_device_and_info():
     assert isinstance(dev, torch.device)
     assert get_device("cpu") == torch.device("cpu")
     info = get_device_info("cpu")
-    assert info["device"] == "cpu" and isinstance(info["flash2"], bool) and info["torch"] == torch.__version__
-    with pytest.raises(ValueError, match="device must be like"):
+    assert info["device"] == "cpu"
+    assert isinstance(info["flash2"], bool)
+    assert info["torch"] == torch.__version__
+    with pytest.raises(ValueError, match=r"device must be like"):
         get_device("gpu0")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
+        with pytest.raises(ValueError, match=r"CUDA is not available"):
             get_device("cuda")
 
 
@@ -106,5 +113,17 @@ def test_peak_memory_counts_temporaries_and_results():
     peak = peak_memory_bytes(two_temporaries)
     assert 3 * 4 * n <= peak < 3 * 4 * n + 64 * 1024
     assert peak_memory_bytes(lambda: None) == 0
-    with pytest.raises(ValueError, match="supports 'cpu' and CUDA"):
+    with pytest.raises(ValueError, match=r"supports 'cpu' and CUDA"):
         peak_memory_bytes(lambda: None, device="meta")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_peak_memory_on_cuda_and_device_info():
+    n = 1024 * 1024
+    peak = peak_memory_bytes(lambda: torch.ones(n, device="cuda") + 1, device="cuda")
+    assert 2 * 4 * n <= peak < 2 * 4 * n + 4 * 2**20
+    info = get_device_info("cuda")
+    assert info["device"] == "cuda"
+    assert "capability" in info
+    assert get_device() == torch.device("cuda")

@@ -10,7 +10,8 @@ def test_update_returns_views_of_everything_stored():
     k2, v2 = torch.randn(2, 1, 3, 4), torch.randn(2, 1, 3, 4)
     cache.update(k1, v1)
     k_all, v_all = cache.update(k2, v2)
-    assert cache.size == 5 and k_all.shape == (2, 5, 3, 4)
+    assert cache.size == 5
+    assert k_all.shape == (2, 5, 3, 4)
     torch.testing.assert_close(k_all, torch.cat([k1, k2], 1))
     torch.testing.assert_close(v_all, torch.cat([v1, v2], 1))
     assert k_all.data_ptr() == cache.k.data_ptr()  # a view into the preallocated buffer
@@ -22,7 +23,8 @@ def test_reset_and_reuse():
     cache.reset()
     assert cache.size == 0
     k, _ = cache.update(torch.zeros(1, 2, 1, 2), torch.zeros(1, 2, 1, 2))
-    assert k.shape == (1, 2, 1, 2) and torch.equal(k, torch.zeros_like(k))
+    assert k.shape == (1, 2, 1, 2)
+    assert torch.equal(k, torch.zeros_like(k))
 
 
 def test_truncate_then_continue():
@@ -33,36 +35,44 @@ def test_truncate_then_continue():
     k_new = torch.randn(1, 2, 1, 2)
     k_all, _ = cache.update(k_new, k_new)
     torch.testing.assert_close(k_all, torch.cat([k[:, :3], k_new], 1))
-    with pytest.raises(ValueError, match="truncate size must be <= the 5 tokens stored, got 6"):
+    with pytest.raises(ValueError, match=r"truncate size must be <= the 5 tokens stored, got 6"):
         cache.truncate(6)
 
 
 def test_dtype_is_the_buffer_dtype():
     cache = KVCache(1, 4, 1, 2, dtype=torch.bfloat16)
     k, _ = cache.update(torch.randn(1, 1, 1, 2), torch.randn(1, 1, 1, 2))
-    assert k.dtype == torch.bfloat16 and cache.dtype == torch.bfloat16
+    assert k.dtype == torch.bfloat16
+    assert cache.dtype == torch.bfloat16
 
 
 def test_overflow_raises_and_changes_nothing():
     cache = KVCache(1, 5, 2, 3)
     cache.update(torch.randn(1, 4, 2, 3), torch.randn(1, 4, 2, 3))
     snap = cache.k.clone()
-    with pytest.raises(ValueError, match="KVCache overflow: max_seq_len is 5, got 4 stored \\+ 2 new = 6 tokens"):
+    with pytest.raises(
+        ValueError, match=r"KVCache overflow: max_seq_len is 5, got 4 stored \+ 2 new = 6 tokens"
+    ):
         cache.update(torch.randn(1, 2, 2, 3), torch.randn(1, 2, 2, 3))
-    assert cache.size == 4 and torch.equal(cache.k, snap)
+    assert cache.size == 4
+    assert torch.equal(cache.k, snap)
 
 
 def test_bad_input():
     cache = KVCache(2, 5, 2, 3)
-    with pytest.raises(ValueError, match=r"expects k, v of shape \(B=2, S_new, H_kv=2, D=3\), got \(2, 1, 4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"expects k, v of shape \(B=2, S_new, H_kv=2, D=3\), got \(2, 1, 4, 3\)"
+    ):
         cache.update(torch.randn(2, 1, 4, 3), torch.randn(2, 1, 4, 3))
-    with pytest.raises(ValueError, match="k must be 4-D, got 3-D"):
+    with pytest.raises(ValueError, match=r"k must be 4-D, got 3-D"):
         cache.update(torch.randn(2, 1, 2), torch.randn(2, 1, 2))
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"same shape"):
         cache.update(torch.randn(2, 1, 2, 3), torch.randn(2, 2, 2, 3))
-    with pytest.raises(TypeError, match="floating-point dtype, got torch.int64"):
-        cache.update(torch.ones(2, 1, 2, 3, dtype=torch.long), torch.ones(2, 1, 2, 3, dtype=torch.long))
-    with pytest.raises(TypeError, match="dtype must be a floating torch.dtype"):
+    with pytest.raises(TypeError, match=r"floating-point dtype, got torch.int64"):
+        cache.update(
+            torch.ones(2, 1, 2, 3, dtype=torch.long), torch.ones(2, 1, 2, 3, dtype=torch.long)
+        )
+    with pytest.raises(TypeError, match=r"dtype must be a floating torch.dtype"):
         KVCache(1, 2, 1, 1, dtype=torch.int32)
-    with pytest.raises(ValueError, match="max_seq_len must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"max_seq_len must be >= 1, got 0"):
         KVCache(1, 0, 1, 1)

@@ -31,5 +31,5 @@ def test_swiglu_bad_input():
     m = SwiGLU(8, 16)
     with pytest.raises(ValueError, match=r"last dimension 8.*\(3, 4, 9\)"):
         m(torch.randn(3, 4, 9))
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match=r"floating-point"):
         m(torch.ones(3, 8, dtype=torch.int32))

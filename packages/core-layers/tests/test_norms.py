@@ -42,16 +42,17 @@ def test_rmsnorm_gradient_flows():
     norm = RMSNorm(8)
     x = torch.randn(2, 8, requires_grad=True)
     norm(x).sum().backward()
-    assert x.grad is not None and norm.weight.grad is not None
+    assert x.grad is not None
+    assert norm.weight.grad is not None
 
 
 def test_rmsnorm_bad_input():
     norm = RMSNorm(8)
     with pytest.raises(ValueError, match=r"last dimension 8.*\(2, 7\)"):
         norm(torch.randn(2, 7))
-    with pytest.raises(TypeError, match="floating-point.*torch.int64"):
+    with pytest.raises(TypeError, match=r"floating-point.*torch.int64"):
         norm(torch.ones(2, 8, dtype=torch.long))
-    with pytest.raises(ValueError, match="eps must be"):
+    with pytest.raises(ValueError, match=r"eps must be"):
         RMSNorm(8, eps=0.0)
-    with pytest.raises(ValueError, match="dim must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"dim must be >= 1, got 0"):
         RMSNorm(0)

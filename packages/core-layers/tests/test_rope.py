@@ -29,8 +29,12 @@ def test_rope_matches_hf_qwen2(theta):
     cos, sin = ours(pos)  # (B, S, 1, D)
     assert cos.shape == (b, s, 1, 16)
     torch.testing.assert_close(cos[:, :, 0], cos_hf, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(apply_rotary_emb(q, cos, sin), q_hf.transpose(1, 2), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(apply_rotary_emb(k, cos, sin), k_hf.transpose(1, 2), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        apply_rotary_emb(q, cos, sin), q_hf.transpose(1, 2), rtol=1e-5, atol=1e-5
+    )
+    torch.testing.assert_close(
+        apply_rotary_emb(k, cos, sin), k_hf.transpose(1, 2), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_interleaved_matches_complex_rotation():
@@ -44,14 +48,18 @@ def test_interleaved_matches_complex_rotation():
     inv = 1.0 / (500.0 ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     angles = pos[:, None].double() * inv  # (S, D/2)
     xc = torch.view_as_complex(x.reshape(2, s, 3, d // 2, 2))
-    want = torch.view_as_real(xc * torch.polar(torch.ones_like(angles), angles)[:, None]).flatten(-2)
+    want = torch.view_as_real(xc * torch.polar(torch.ones_like(angles), angles)[:, None]).flatten(
+        -2
+    )
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_interleaved_equals_rotate_half_on_permuted_dims():
     d = 12
     x = torch.randn(1, 5, 2, d)
-    perm = torch.cat([torch.arange(0, d, 2), torch.arange(1, d, 2)])  # pairs (2i,2i+1) -> (i, i+D/2)
+    perm = torch.cat(
+        [torch.arange(0, d, 2), torch.arange(1, d, 2)]
+    )  # pairs (2i,2i+1) -> (i, i+D/2)
     pos = torch.arange(5)
     half, inter = RotaryEmbedding(d), RotaryEmbedding(d, interleaved=True)
     y_inter = inter.rotate(x, *inter(pos))
@@ -85,17 +93,17 @@ def test_rope_offsets_and_dtype():
 
 
 def test_rope_bad_input():
-    with pytest.raises(ValueError, match="even.*got 7"):
+    with pytest.raises(ValueError, match=r"even.*got 7"):
         RotaryEmbedding(7)
     rope = RotaryEmbedding(8)
-    with pytest.raises(TypeError, match="integer tensor.*float32"):
+    with pytest.raises(TypeError, match=r"integer tensor.*float32"):
         rope(torch.arange(4.0))
-    with pytest.raises(ValueError, match="1-D or 2-D"):
+    with pytest.raises(ValueError, match=r"1-D or 2-D"):
         rope(torch.zeros(1, 2, 3, dtype=torch.long))
     cos, sin = rope(torch.arange(4))
-    with pytest.raises(ValueError, match="head dim 6"):
+    with pytest.raises(ValueError, match=r"head dim 6"):
         apply_rotary_emb(torch.randn(1, 4, 2, 6), cos, sin)
-    with pytest.raises(ValueError, match="do not broadcast"):
+    with pytest.raises(ValueError, match=r"do not broadcast"):
         apply_rotary_emb(torch.randn(1, 5, 2, 8), cos, sin)
-    with pytest.raises(TypeError, match="floating-point"):
+    with pytest.raises(TypeError, match=r"floating-point"):
         apply_rotary_emb(torch.ones(1, 4, 2, 8, dtype=torch.long), cos, sin)

@@ -183,7 +183,8 @@ def test_run_module_alone_and_validation(tmp_path):
     root = _write(tmp_path, ["test_passing.py"])
     r = run_module(root / "test_passing.py", timeout=60, env=LEAN)
     assert (r.status, r.passed, r.skipped, r.ok) == ("passed", 4, 1, True)
-    assert r.junit is not None and "<testcase" in r.junit
+    assert r.junit is not None
+    assert "<testcase" in r.junit
     with pytest.raises(ValueError, match="timeout must be > 0"):
         run_module(root / "test_passing.py", timeout=0)
     with pytest.raises(ValueError, match="jobs must be >= 1"):
@@ -197,7 +198,8 @@ def test_run_module_alone_and_validation(tmp_path):
 def test_summary_of_ok_results_shows_no_output():
     r = ModuleResult("test_x.py", "passed", passed=2, seconds=0.5, output="noise")
     board = summarize_results([r])
-    assert "noise" not in board and "1 modules: 1 ok, 0 not ok" in board
+    assert "noise" not in board
+    assert "1 modules: 1 ok, 0 not ok" in board
 
 
 def test_cli_exit_codes_and_junit(tmp_path, monkeypatch):
@@ -208,12 +210,14 @@ def test_cli_exit_codes_and_junit(tmp_path, monkeypatch):
     cmd = [sys.executable, "-m", "seedbed.devtools.autobench", "--no-progress"]
     ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True, env=env, check=False)
     assert ok.returncode == 0, ok.stderr
-    assert "test_passing.py" in ok.stdout and "RuntimeWarning" not in ok.stderr
+    assert "test_passing.py" in ok.stdout
+    assert "RuntimeWarning" not in ok.stderr
     report = tmp_path / "merged.xml"
     code = main([str(bad), "-j", "2", "--timeout", "60", "--junit", str(report), "--no-progress"])
     assert code == 1
     merged = ET.parse(report).getroot()
-    assert merged.get("failures") == "2" and merged.get("tests") == "8"
+    assert merged.get("failures") == "2"
+    assert merged.get("tests") == "8"
     assert main([str(tmp_path / "missing"), "--no-progress"]) == 2
 
 

@@ -47,8 +47,13 @@ CASES: dict[str, tuple[str, list[tuple[tuple[Any, ...], Any]]]] = {
     "gcd": ("Euclid", [((48, 18), 6), ((17, 5), 1), ((0, 9), 9), ((270, 192), 6)]),
     "binary_search": (
         "BinarySearch",
-        [(([1, 3, 5, 7, 9, 11], 7), 3), (([1, 3, 5, 7, 9, 11], 1), 0), (([2, 4], 3), -1)]
-        + [(([], 5), -1), (([5], 5), 0)],
+        [
+            (([1, 3, 5, 7, 9, 11], 7), 3),
+            (([1, 3, 5, 7, 9, 11], 1), 0),
+            (([2, 4], 3), -1),
+            (([], 5), -1),
+            (([5], 5), 0),
+        ],
     ),
     "insertion_sort": (
         "InsertionSort",
@@ -83,7 +88,10 @@ CASES: dict[str, tuple[str, list[tuple[tuple[Any, ...], Any]]]] = {
         "trial_division",
         [((n,), n in _primes(50)) for n in (0, 1, 2, 9, 17, 25, 29, 49)],
     ),
-    "popcount_upper": ("population_count", [((n,), bin(n).count("1")) for n in (0, 1, 7, 255, 1000)]),
+    "popcount_upper": (
+        "population_count",
+        [((n,), bin(n).count("1")) for n in (0, 1, 7, 255, 1000)],
+    ),
 }
 ALGPSEUDOCODE = {
     "gcd",
@@ -106,7 +114,8 @@ def test_test_set_covers_both_command_sets():
     upper_re = re.compile(r"\\(STATE|IF|FOR|WHILE|RETURN)\b")
     upper = {n for n in names if upper_re.search((FIXTURES / f"{n}.tex").read_text())}
     assert len(names) >= 12
-    assert len(upper) >= 5 and len(names - upper) >= 12
+    assert len(upper) >= 5
+    assert len(names - upper) >= 12
     assert names - upper == ALGPSEUDOCODE
     assert set(CASES) | {"newton_sqrt", "power_iteration"} == names
 
@@ -169,17 +178,26 @@ def _body(latex: str) -> str:
         (r"\State $m \gets \lfloor (lo + hi) / 2 \rfloor$", "m = (lo + hi) // 2"),
         (r"\State $m \gets \lfloor \sqrt{n} \rfloor$", "m = math.floor(math.sqrt(n))"),
         (r"\State $m \gets \lceil n / k \rceil$", "m = math.ceil(n / k)"),
-        (r"\State $s \gets \sum_{i=1}^{n} a_i b_i$", "s = sum((a[i] * b[i] for i in range(1, n + 1)))"),
+        (
+            r"\State $s \gets \sum_{i=1}^{n} a_i b_i$",
+            "s = sum((a[i] * b[i] for i in range(1, n + 1)))",
+        ),
         (r"\State $s \gets \sum_{x \in S} x + 1$", "s = sum((x for x in S)) + 1"),
         (r"\State $S \gets \{1, 2, 3\}$", "S = {1, 2, 3}"),
         (r"\State $S \gets \{\}$", "S = set()"),
         (r"\State $S \gets \emptyset$", "S = set()"),
         (r"\State $R \gets \{1, \ldots, n\}$", "R = range(1, n + 1)"),
         (r"\State $U \gets A \cup B \setminus C$", "U = A | B - C"),
-        (r"\State $b \gets x \in S \land y \notin S \lor \neg z$", "b = x in S and y not in S or not z"),
+        (
+            r"\State $b \gets x \in S \land y \notin S \lor \neg z$",
+            "b = x in S and y not in S or not z",
+        ),
         (r"\State $b \gets a \leq b \neq c \geq d$", "b = a <= b != c >= d"),
         (r"\State $f \gets \textbf{true}$; $g \gets \FALSE$", "f = True\ng = False"),
-        (r"\State $y \gets |x - 1| + \log_2 n + \max(a, b)$", "y = abs(x - 1) + math.log2(n) + max(a, b)"),
+        (
+            r"\State $y \gets |x - 1| + \log_2 n + \max(a, b)$",
+            "y = abs(x - 1) + math.log2(n) + max(a, b)",
+        ),
         (r"\State $y \gets 2n + 3(n - 1)$", "y = 2 * n + 3 * (n - 1)"),
         (r"\State $d \gets \infty$", "d = math.inf"),
         (r"\State $y \gets \Call{Partition}{A, lo, hi}$", "y = Partition(A, lo, hi)"),
@@ -218,12 +236,14 @@ def test_for_forms():
 
 
 def test_for_is_inclusive_when_run():
-    ns = _run(transpile(r"""
+    ns = _run(
+        transpile(r"""
     \Function{Collect}{$a, b$}
       \State $out \gets [\,]$
       \For{$i \gets a$ to $b$} \State $out \gets out + [i]$ \EndFor
       \State \Return $out$
-    \EndFunction"""))
+    \EndFunction""")
+    )
     assert ns["Collect"](1, 5) == [1, 2, 3, 4, 5]
     assert ns["Collect"](3, 3) == [3]
     assert ns["Collect"](4, 3) == []
@@ -238,7 +258,8 @@ def test_control_structures():
       \State \Return
     \EndProcedure""")
     assert code.splitlines()[0] == "def P(x):"
-    assert "while True:" in code and "if x <= 0:\n            break" in code
+    assert "while True:" in code
+    assert "if x <= 0:\n            break" in code
     assert code.rstrip().endswith("return")
 
 
@@ -246,7 +267,8 @@ def test_empty_blocks_get_pass_and_require_is_a_comment():
     code = transpile(
         r"\Require $n > 0$ \Ensure sorted \If{$n > 1$} \Else \State $n \gets 1$ \EndIf"
     )
-    assert "# Require: n > 0" in code and "# Ensure: sorted" in code
+    assert "# Require: n > 0" in code
+    assert "# Ensure: sorted" in code
     assert "if n > 1:\n    pass\nelse:\n    n = 1" in code
 
 
@@ -361,8 +383,14 @@ def test_cli_reports_error_with_line(tmp_path, capsys):
 def test_python_dash_m_runs_without_warning(tmp_path):
     out = tmp_path / "fib.py"
     proc = subprocess.run(
-        [sys.executable, "-m", "seedbed.devtools.paper_to_code", str(FIXTURES / "fibonacci.tex")]
-        + ["-o", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "seedbed.devtools.paper_to_code",
+            str(FIXTURES / "fibonacci.tex"),
+            "-o",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         check=False,

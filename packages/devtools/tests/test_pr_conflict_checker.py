@@ -86,12 +86,16 @@ def test_clean_and_conflicting_merges_are_told_apart(repo):
     before = _snapshot(repo)
     clean = check_merge(repo, "main", "clean")
     bad = check_merge(repo, "main", "conflict")
-    assert clean.error is None and clean.clean and clean.conflicts == []
-    assert bad.error is None and not bad.clean
+    assert clean.error is None
+    assert clean.clean
+    assert clean.conflicts == []
+    assert bad.error is None
+    assert not bad.clean
     assert bad.conflicts == ["src/a.py", "src/b.py"]  # README changed on one side only
     base_sha = _git(repo, "rev-parse", "main~1")
     assert clean.merge_base == bad.merge_base == base_sha
-    assert clean.tree and bad.tree
+    assert clean.tree
+    assert bad.tree
     # the merged tree of the clean merge holds both sides' edits
     merged = _git(repo, "cat-file", "-p", f"{clean.tree}:src/a.py")
     assert merged == A.format(b=20, f=60).strip()
@@ -106,8 +110,9 @@ def test_scoreboard_rows(repo):
         ("conflict -> main", "failed", 0, 2, 0),
         ("no-such-branch -> main", "error", 0, 0, 1),
     ]
-    assert "src/a.py" in rows[1].output and "src/b.py" in rows[1].output
-    assert "2 conflicting file(s): src/a.py, src/b.py" == rows[1].detail
+    assert "src/a.py" in rows[1].output
+    assert "src/b.py" in rows[1].output
+    assert rows[1].detail == "2 conflicting file(s): src/a.py, src/b.py"
     assert "unknown commit 'no-such-branch'" in rows[2].detail
 
 
@@ -172,5 +177,6 @@ def test_cli(repo, capsys, tmp_path):
     assert "clean -> main" in capsys.readouterr().out
     assert main(["--repo-dir", str(repo), "--base", "main", "--head", "clean", "conflict"]) == 1
     out = capsys.readouterr().out
-    assert "FAILED" in out and "src/b.py" in out
+    assert "FAILED" in out
+    assert "src/b.py" in out
     assert main(["--repo-dir", str(tmp_path / "nope"), "--base", "main", "--head", "x"]) == 2

@@ -152,7 +152,9 @@ def gh_fake() -> Iterator[FakeGitHub]:
         yield fake
 
 
-def _client(fake: FakeGitHub, clock: FakeClock, session: aiohttp.ClientSession, **kw: Any) -> GitHubClient:
+def _client(
+    fake: FakeGitHub, clock: FakeClock, session: aiohttp.ClientSession, **kw: Any
+) -> GitHubClient:
     return GitHubClient(
         session,
         token=TOKEN,
@@ -279,7 +281,9 @@ def test_401_is_a_clear_error_and_the_token_is_never_logged(gh_fake, caplog):
     with pytest.raises(GitHubAuthError) as exc:
         asyncio.run(go())
     msg = str(exc.value)
-    assert "401" in msg and "Bad credentials" in msg and "GITHUB_TOKEN" in msg
+    assert "401" in msg
+    assert "Bad credentials" in msg
+    assert "GITHUB_TOKEN" in msg
     assert TOKEN not in msg
     assert caplog.records, "the retry should have been logged"
     for rec in caplog.records:
@@ -295,7 +299,7 @@ def test_403_without_rate_limit_is_an_error(gh_fake):
         async with aiohttp.ClientSession() as session:
             await _client(gh_fake, FakeClock(), session).list_open_prs("octo", "repo")
 
-    with pytest.raises(GitHubError, match="403.*Resource not accessible"):
+    with pytest.raises(GitHubError, match=r"403.*Resource not accessible"):
         asyncio.run(go())
 
 
@@ -373,9 +377,11 @@ def test_main_use_asyncio_against_fake(gh_fake, capsys, monkeypatch):
     assert lines[0].startswith("#1\tmergeable=True")
     assert TOKEN not in out.out + out.err
     code = main(["octo/repo", "--base-url", gh_fake.base, "--no-mergeable"])
-    assert code == 0 and "mergeable=unchecked" in capsys.readouterr().out
+    assert code == 0
+    assert "mergeable=unchecked" in capsys.readouterr().out
     gh_fake.script["/repos/octo/repo/pulls"] = [(401, {}, {"message": "Bad credentials"})]
     assert main(["octo/repo", "--use-asyncio", "--base-url", gh_fake.base]) == 1
     err = capsys.readouterr().err
-    assert "Bad credentials" in err and TOKEN not in err
+    assert "Bad credentials" in err
+    assert TOKEN not in err
     assert main(["not-a-repo-spec"]) == 2

@@ -44,15 +44,22 @@ def test_chunked_matches_math_fp32(case):
 
 @pytest.mark.parametrize(
     ("causal", "window", "mask_kind", "s_q", "s_k"),
-    [(True, None, None, 7, 7), (True, 3, "pad", 7, 7), (False, None, "float", 6, 7), (True, None, None, 3, 7)],
+    [
+        (True, None, None, 7, 7),
+        (True, 3, "pad", 7, 7),
+        (False, None, "float", 6, 7),
+        (True, None, None, 3, 7),
+    ],
     ids=["causal", "window-pad", "float-mask", "qlen<klen"],
 )
 def test_chunked_gradcheck_float64(causal, window, mask_kind, s_q, s_k):
-    q, k, v, mask = _inputs(2, s_q, s_k, 2, 1, 4, mask_kind, dtype=torch.float64)
+    q, k, v, mask = _inputs(1, s_q, s_k, 2, 1, 4, mask_kind, dtype=torch.float64)
     leaves = tuple(t.requires_grad_() for t in (q, k, v))
 
     def fn(q, k, v):
-        return chunked_attention(q, k, v, chunk_size=3, causal=causal, window=window, attn_mask=mask)
+        return chunked_attention(
+            q, k, v, chunk_size=3, causal=causal, window=window, attn_mask=mask
+        )
 
     assert torch.autograd.gradcheck(fn, leaves)
 
@@ -60,7 +67,10 @@ def test_chunked_gradcheck_float64(causal, window, mask_kind, s_q, s_k):
 def test_chunked_backward_matches_math():
     q, k, v, _ = _inputs(2, 33, 33, 4, 2, 8, None)
     grads = []
-    for fn in (lambda *a: math_attention(*a, causal=True), lambda *a: chunked_attention(*a, chunk_size=8, causal=True)):
+    for fn in (
+        lambda *a: math_attention(*a, causal=True),
+        lambda *a: chunked_attention(*a, chunk_size=8, causal=True),
+    ):
         leaves = [t.clone().requires_grad_() for t in (q, k, v)]
         fn(*leaves).pow(2).sum().backward()
         grads.append([t.grad for t in leaves])
@@ -70,9 +80,24 @@ def test_chunked_backward_matches_math():
 
 def test_chunked_bad_input():
     q = torch.randn(1, 4, 2, 8)
-    with pytest.raises(ValueError, match="chunk_size must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"chunk_size must be >= 1, got 0"):
         chunked_attention(q, q, q, chunk_size=0)
-    with pytest.raises(ValueError, match="q must be 4-D, got 3-D"):
+    with pytest.raises(ValueError, match=r"q must be 4-D, got 3-D"):
         chunked_attention(q[0], q, q)
-    with pytest.raises(TypeError, match="floating-point.*torch.int32"):
+    with pytest.raises(TypeError, match=r"floating-point.*torch.int32"):
         chunked_attention(q, q.int(), q)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_chunked_on_cuda_matches_math_and_backward():
+    b, s_q, s_k, h, h_kv, d, causal, window, mask_kind, chunk = CASES["window-causal-S50-w9-c7"]
+    q, k, v, _ = (
+        t.cuda() if t is not None else None for t in _inputs(b, s_q, s_k, h, h_kv, d, mask_kind)
+    )
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    got = chunked_attention(*leaves, chunk_size=chunk, causal=causal, window=window)
+    want = math_attention(q, k, v, causal=causal, window=window)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    got.sum().backward()
+    assert all(t.grad is not None and t.grad.is_cuda for t in leaves)

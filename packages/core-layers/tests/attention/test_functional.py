@@ -58,7 +58,9 @@ def test_attention_matches_math_fp32(case):
     torch.testing.assert_close(explicit, want, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("case", ["gqa-B2-S32-H8-Hkv2-D16", "window-B2-S48-H4-D16-w7", "padding-causal-B3-S24"])
+@pytest.mark.parametrize(
+    "case", ["gqa-B2-S32-H8-Hkv2-D16", "window-B2-S48-H4-D16-w7", "padding-causal-B3-S24"]
+)
 def test_attention_gradients_match_math(case):
     b, s_q, s_k, h, h_kv, d, causal, window, mask_kind = CASES[case]
     q, k, v, mask = _inputs(b, s_q, s_k, h, h_kv, d, mask_kind)
@@ -99,7 +101,7 @@ def test_softcap_is_served_by_math_and_refused_by_sdpa():
     assert last_backend() == "math"
     torch.testing.assert_close(out, math_attention(q, k, v, causal=True, softcap=2.0))
     assert not torch.allclose(out, attention(q, k, v, causal=True))
-    with pytest.raises(ValueError, match="backend='sdpa' cannot serve this call: .*softcap"):
+    with pytest.raises(ValueError, match=r"backend='sdpa' cannot serve this call: .*softcap"):
         attention(q, k, v, softcap=2.0, backend="sdpa")
 
 
@@ -108,7 +110,8 @@ def test_scale_and_dropout():
     torch.testing.assert_close(attention(q, k, v, scale=0.3), math_attention(q, k, v, scale=0.3))
     torch.manual_seed(0)
     dropped = attention(q, k, v, dropout_p=0.5)
-    assert dropped.shape == q.shape and not torch.allclose(dropped, attention(q, k, v))
+    assert dropped.shape == q.shape
+    assert not torch.allclose(dropped, attention(q, k, v))
 
 
 @pytest.mark.skipif(_HAS_FLASH2 and _HAS_FLASH3, reason="both flash kernels present")
@@ -120,7 +123,8 @@ def test_flash_backends_refuse_clearly_when_absent_or_on_cpu():
 
 
 def test_flags_are_bools_and_last_backend_is_a_name():
-    assert isinstance(_HAS_FLASH3, bool) and isinstance(_HAS_FLASH2, bool)
+    assert isinstance(_HAS_FLASH3, bool)
+    assert isinstance(_HAS_FLASH2, bool)
     q, k, v, _ = _inputs(1, 4, 4, 1, 1, 8, None)
     attention(q, k, v)
     assert last_backend() in ("flash3", "flash2", "sdpa", "math")
@@ -137,10 +141,22 @@ def test_bf16_runs_and_keeps_dtype():
 BAD = {
     "q-3d": (dict(q=(2, 4, 8)), ValueError, r"q must be 4-D, got 3-D with shape \(2, 4, 8\)"),
     "k-5d": (dict(k=(1, 2, 4, 2, 8)), ValueError, r"k must be 4-D, got 5-D"),
-    "head-dim": (dict(k=(2, 4, 2, 6), v=(2, 4, 2, 6)), ValueError, r"head dims differ: q has D=8, k has D=6"),
-    "gqa-heads": (dict(k=(2, 4, 3, 8), v=(2, 4, 3, 8)), ValueError, r"multiple of KV heads.*H=4, H_kv=3"),
+    "head-dim": (
+        dict(k=(2, 4, 2, 6), v=(2, 4, 2, 6)),
+        ValueError,
+        r"head dims differ: q has D=8, k has D=6",
+    ),
+    "gqa-heads": (
+        dict(k=(2, 4, 3, 8), v=(2, 4, 3, 8)),
+        ValueError,
+        r"multiple of KV heads.*H=4, H_kv=3",
+    ),
     "kv-mismatch": (dict(v=(2, 5, 2, 8)), ValueError, r"k and v must agree"),
-    "batch": (dict(k=(1, 4, 2, 8), v=(1, 4, 2, 8)), ValueError, r"batch sizes differ: q has B=2, k has B=1"),
+    "batch": (
+        dict(k=(1, 4, 2, 8), v=(1, 4, 2, 8)),
+        ValueError,
+        r"batch sizes differ: q has B=2, k has B=1",
+    ),
 }
 
 
@@ -159,17 +175,60 @@ def test_bad_dtypes_and_options():
         attention(q.long(), q, q)
     with pytest.raises(TypeError, match=r"share one dtype.*float32.*float64"):
         attention(q, q.double(), q)
-    with pytest.raises(TypeError, match="must be a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match=r"must be a torch.Tensor, got list"):
         attention([1.0], q, q)
-    with pytest.raises(ValueError, match=r"attn_mask must be broadcastable to \(B, H, S_q, S_k\) = \(1, 2, 4, 4\), got shape \(3, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"attn_mask must be broadcastable to \(B, H, S_q, S_k\) = \(1, 2, 4, 4\), got shape \(3, 4\)",
+    ):
         attention(q, q, q, attn_mask=torch.ones(3, 4, dtype=torch.bool))
-    with pytest.raises(TypeError, match="attn_mask must be bool.*torch.int64"):
+    with pytest.raises(TypeError, match=r"attn_mask must be bool.*torch.int64"):
         attention(q, q, q, attn_mask=torch.ones(4, 4, dtype=torch.long))
-    with pytest.raises(ValueError, match="window must be >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"window must be >= 1, got 0"):
         attention(q, q, q, window=0)
     with pytest.raises(ValueError, match=r"dropout_p must be in \[0, 1\), got 1.5"):
         attention(q, q, q, dropout_p=1.5)
-    with pytest.raises(ValueError, match="backend must be one of .*got 'cuda'"):
+    with pytest.raises(ValueError, match=r"backend must be one of .*got 'cuda'"):
         attention(q, q, q, backend="cuda")
-    with pytest.raises(TypeError, match="causal must be a bool, got int"):
+    with pytest.raises(TypeError, match=r"causal must be a bool, got int"):
         attention(q, q, q, causal=1)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize(
+    "case",
+    [
+        "causal-B2-S32-H4-D16",
+        "gqa-B2-S32-H8-Hkv2-D16",
+        "window-B2-S48-H4-D16-w7",
+        "padding-causal-B3-S24",
+        "qlen<klen-causal-S8-K40",
+        "qlen>klen-causal-S40-K8",
+        "odd-B2-S63-H3-D40",
+    ],
+)
+def test_attention_on_cuda_matches_math(case, dtype):
+    b, s_q, s_k, h, h_kv, d, causal, window, mask_kind = CASES[case]
+    q, k, v, mask = (
+        t.cuda() if t is not None else None for t in _inputs(b, s_q, s_k, h, h_kv, d, mask_kind)
+    )
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    want = math_attention(
+        q.float(), k.float(), v.float(), causal=causal, window=window, attn_mask=mask
+    )
+    got = attention(q, k, v, causal=causal, window=window, attn_mask=mask)
+    assert got.device.type == "cuda"
+    assert got.dtype == dtype
+    tol = 1e-4 if dtype == torch.float32 else 2e-2  # CUDA kernels round differently from CPU
+    torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol)
+    if mask is None and dtype != torch.float32:
+        for name, present in (("flash3", _HAS_FLASH3), ("flash2", _HAS_FLASH2)):
+            if present and torch.cuda.get_device_capability()[0] >= (9 if name == "flash3" else 8):
+                out = attention(q, k, v, causal=causal, window=window, backend=name)
+                assert last_backend() == name
+                torch.testing.assert_close(out.float(), want, rtol=tol, atol=tol)

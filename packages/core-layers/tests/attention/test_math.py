@@ -7,7 +7,7 @@ from seedbed.core_layers.attention.math import math_attention, safe_softmax
 
 
 def _loop_reference(q, k, v, *, causal, window, mask, scale):
-    b, s_q, h, d = q.shape
+    b, s_q, h, _ = q.shape
     s_k, h_kv = k.shape[1], k.shape[2]
     out = torch.zeros(b, s_q, h, v.shape[-1], dtype=torch.float64)
     for bi in range(b):
@@ -52,7 +52,13 @@ def test_math_matches_loop_definition(s_q, s_k, h, h_kv, causal, window, pad):
         key_ok[0, :2] = False
     mask = key_ok if pad else None
     got = math_attention(
-        q, k, v, causal=causal, window=window, attn_mask=None if mask is None else mask[:, None, None, :], scale=0.7
+        q,
+        k,
+        v,
+        causal=causal,
+        window=window,
+        attn_mask=None if mask is None else mask[:, None, None, :],
+        scale=0.7,
     )
     want = _loop_reference(q, k, v, causal=causal, window=window, mask=mask, scale=0.7)
     torch.testing.assert_close(got, want)

@@ -45,7 +45,9 @@ def test_attention_block_matches_hf_qwen2(sliding_window):
     keep[1, :3] = 0  # left padding in the second row
     pos = (keep.cumsum(-1) - 1).clamp(min=0)  # (B, S) positions that skip the padding
     make = create_sliding_window_causal_mask if sliding_window else create_causal_mask
-    hf_mask = make(config=cfg, inputs_embeds=x, attention_mask=keep, past_key_values=None, position_ids=pos)
+    hf_mask = make(
+        config=cfg, inputs_embeds=x, attention_mask=keep, past_key_values=None, position_ids=pos
+    )
     with torch.no_grad():
         want, _ = hf(x, position_embeddings=hf_rope(x, pos), attention_mask=hf_mask)
         got = ours(x, positions=pos, attn_mask=keep.bool()[:, None, None, :])
@@ -73,7 +75,16 @@ def test_injected_projections_and_no_rope():
             calls.append(self.out_features)
             return super().forward(x)
 
-    m = MultiHeadAttention(16, 4, 1, head_dim=6, q_proj=Tap(16, 24), k_proj=Tap(16, 6), v_proj=Tap(16, 6), o_proj=Tap(24, 16))
+    m = MultiHeadAttention(
+        16,
+        4,
+        1,
+        head_dim=6,
+        q_proj=Tap(16, 24),
+        k_proj=Tap(16, 6),
+        v_proj=Tap(16, 6),
+        o_proj=Tap(24, 16),
+    )
     out = m(torch.randn(2, 5, 16), causal=False)
     assert out.shape == (2, 5, 16)
     assert sorted(calls) == [6, 6, 16, 24]
@@ -84,18 +95,38 @@ def test_module_bad_input_and_cache_unchanged_on_failure():
     m = MultiHeadAttention(16, 4, 2)
     with pytest.raises(ValueError, match=r"x must be \(B, S, d_model=16\), got \(2, 3, 8\)"):
         m(torch.randn(2, 3, 8))
-    with pytest.raises(ValueError, match="x must be 3-D, got 2-D"):
+    with pytest.raises(ValueError, match=r"x must be 3-D, got 2-D"):
         m(torch.randn(3, 16))
-    with pytest.raises(ValueError, match=r"cache must have \(B, H_kv, D\) = \(2, 2, 4\), got \(2, 4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"cache must have \(B, H_kv, D\) = \(2, 2, 4\), got \(2, 4, 4\)"
+    ):
         m(torch.randn(2, 3, 16), cache=KVCache(2, 8, 4, 4))
     cache = KVCache(2, 4, 2, 4)
     with torch.no_grad():
         m(torch.randn(2, 3, 16), cache=cache)
         before = cache.k.clone()
-        with pytest.raises(ValueError, match="KVCache overflow: max_seq_len is 4, got 3 stored \\+ 2 new"):
+        with pytest.raises(
+            ValueError, match=r"KVCache overflow: max_seq_len is 4, got 3 stored \+ 2 new"
+        ):
             m(torch.randn(2, 2, 16), cache=cache)
-    assert cache.size == 3 and torch.equal(cache.k, before)
-    with pytest.raises(ValueError, match="n_heads must be a multiple of n_kv_heads, got 4 and 3"):
+    assert cache.size == 3
+    assert torch.equal(cache.k, before)
+    with pytest.raises(ValueError, match=r"n_heads must be a multiple of n_kv_heads, got 4 and 3"):
         MultiHeadAttention(16, 4, 3)
-    with pytest.raises(ValueError, match="rope.head_dim must equal head_dim 4, got 8"):
+    with pytest.raises(ValueError, match=r"rope.head_dim must equal head_dim 4, got 8"):
         MultiHeadAttention(16, 4, rope=RotaryEmbedding(8))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_cached_decoding_on_cuda(dtype):
+    torch.manual_seed(0)
+    m = MultiHeadAttention(64, 8, 2, rope=RotaryEmbedding(8)).cuda().to(dtype).eval()
+    x = torch.randn(2, 10, 64, device="cuda", dtype=dtype)
+    with torch.no_grad():
+        full = m(x)
+        cache = KVCache(2, 10, 2, 8, dtype=dtype, device="cuda")
+        steps = [m(x[:, :4], cache=cache)] + [m(x[:, i : i + 1], cache=cache) for i in range(4, 10)]
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=tol, atol=tol)

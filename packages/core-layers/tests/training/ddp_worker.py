@@ -48,7 +48,12 @@ def main(out: str, ckpt_dir: str) -> None:
             rows = slice(lo + a * micro, lo + (a + 1) * micro)
             data.append((x[rows], y[rows]))
     cfg = TrainerConfig(
-        max_steps=STEPS, lr=1e-2, grad_accum_steps=accum, progress=False, checkpoint_dir=ckpt_dir, save_every=3
+        max_steps=STEPS,
+        lr=1e-2,
+        grad_accum_steps=accum,
+        progress=False,
+        checkpoint_dir=ckpt_dir,
+        save_every=3,
     )
     with Trainer(model, cfg, loss_fn=lambda m, b: F.mse_loss(m(b[0]), b[1])) as t:
         hist = t.fit(data)
@@ -58,7 +63,9 @@ def main(out: str, ckpt_dir: str) -> None:
                     {
                         "world_size": t.world_size,
                         "losses": [m.loss for m in hist],
-                        "params": torch.cat([p.detach().flatten() for p in model.parameters()]).tolist(),
+                        "params": torch.cat(
+                            [p.detach().flatten() for p in model.parameters()]
+                        ).tolist(),
                     },
                     fh,
                 )

@@ -4,8 +4,13 @@ import pytest
 import torch
 from torch import nn
 
-from seedbed.core_layers.training import latest_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 from seedbed.core_layers.training import checkpoint as ckpt_mod
+from seedbed.core_layers.training import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 def _model(seed=0):
@@ -17,10 +22,16 @@ def test_save_load_round_trip_weights_only(tmp_path):
     m = _model()
     state = {"step": 3, "t": torch.arange(4), "nested": {"x": (1, 2.5, None)}}
     path = save_checkpoint(tmp_path, 3, m, state)
-    assert path.name == "step_00000003" and sorted(os.listdir(path)) == ["model.safetensors", "trainer_state.pt"]
+    assert path.name == "step_00000003"
+    assert sorted(os.listdir(path)) == [
+        "model.safetensors",
+        "trainer_state.pt",
+    ]
     other = _model(seed=1)
     loaded = load_checkpoint(path, other)
-    assert loaded["step"] == 3 and torch.equal(loaded["t"], torch.arange(4)) and loaded["nested"]["x"] == (1, 2.5, None)
+    assert loaded["step"] == 3
+    assert torch.equal(loaded["t"], torch.arange(4))
+    assert loaded["nested"]["x"] == (1, 2.5, None)
     assert all(torch.equal(a, b) for a, b in zip(m.parameters(), other.parameters()))
 
 
@@ -58,9 +69,9 @@ def test_failed_write_leaves_previous_checkpoint_intact(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", exploding_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=r"disk full"):
         save_checkpoint(tmp_path, 6, m, {"step": 6})
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OSError, match=r"disk full"):
         save_checkpoint(tmp_path, 5, m, {"step": 5, "again": True})  # re-saving an existing step
     monkeypatch.undo()
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000005"]
@@ -78,7 +89,7 @@ def test_stale_temp_dirs_are_ignored_and_cleaned(tmp_path):
 
 def test_load_rejects_incomplete_and_mismatched(tmp_path):
     (tmp_path / "step_00000001").mkdir()
-    with pytest.raises(FileNotFoundError, match="missing model.safetensors"):
+    with pytest.raises(FileNotFoundError, match=r"missing model.safetensors"):
         load_checkpoint(tmp_path / "step_00000001", _model())
     path = save_checkpoint(tmp_path, 2, _model(), {})
     with pytest.raises(RuntimeError):

@@ -34,7 +34,8 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _load_worker():
     spec = importlib.util.spec_from_file_location("ddp_worker", WORKER)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     worker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(worker)
     return worker
@@ -52,7 +53,12 @@ def _launch_ranks(out: Path, ckpt: Path) -> None:
         subprocess.Popen(
             [sys.executable, str(WORKER), str(out), str(ckpt)],
             env=_env(
-                RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=port
+                RANK=str(r),
+                LOCAL_RANK=str(r),
+                WORLD_SIZE="2",
+                LOCAL_WORLD_SIZE="2",
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=port,
             ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -66,23 +72,36 @@ def _launch_ranks(out: Path, ckpt: Path) -> None:
 
 def _launch_torchrun(out: Path, ckpt: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--nnodes=1"]
-    cmd += ["--master_addr=127.0.0.1", f"--master_port={_free_port()}", str(WORKER), str(out), str(ckpt)]
+    cmd += [
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        str(WORKER),
+        str(out),
+        str(ckpt),
+    ]
     proc = subprocess.run(cmd, env=_env(), timeout=300, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize(
-    "launcher", [_launch_ranks, pytest.param(_launch_torchrun, marks=pytest.mark.slow)], ids=["env", "torchrun"]
+    "launcher",
+    [_launch_ranks, pytest.param(_launch_torchrun, marks=pytest.mark.slow)],
+    ids=["env", "torchrun"],
 )
 def test_two_process_ddp_matches_one_process(tmp_path, launcher):
     single, double = tmp_path / "single.json", tmp_path / "ddp.json"
     _single_process(single, tmp_path / "c1")
     launcher(double, tmp_path / "c2")
     one, two = json.loads(single.read_text()), json.loads(double.read_text())
-    assert one["world_size"] == 1 and two["world_size"] == 2
+    assert one["world_size"] == 1
+    assert two["world_size"] == 2
     assert len(one["losses"]) == len(two["losses"]) == 6
-    torch.testing.assert_close(torch.tensor(two["losses"]), torch.tensor(one["losses"]), rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(torch.tensor(two["params"]), torch.tensor(one["params"]), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(
+        torch.tensor(two["losses"]), torch.tensor(one["losses"]), rtol=1e-6, atol=1e-6
+    )
+    torch.testing.assert_close(
+        torch.tensor(two["params"]), torch.tensor(one["params"]), rtol=1e-6, atol=1e-6
+    )
     torch.manual_seed(0)
     init = torch.cat([p.detach().flatten() for p in _load_worker().TinyNet().parameters()])
     assert (torch.tensor(one["params"]) - init).abs().max() > 1e-3  # it trained
@@ -90,4 +109,5 @@ def test_two_process_ddp_matches_one_process(tmp_path, launcher):
     ckpts = list_checkpoints(tmp_path / "c2")
     assert [p.name for p in ckpts] == ["step_00000003", "step_00000006"]
     state = torch.load(ckpts[-1] / "trainer_state.pt", weights_only=True)
-    assert state["world_size"] == 2 and len(state["rng"]) == 2
+    assert state["world_size"] == 2
+    assert len(state["rng"]) == 2

@@ -1,7 +1,7 @@
 """Seedbed core layers: the building blocks every Seedbed model stands on.
 
-Imports are grouped one line per module so that sibling issues can append theirs; keep
-``__all__`` one name per line for the same reason.
+Imports are one statement per module, in module order, so that sibling issues can add theirs;
+``__all__`` is grouped by topic, one name per line: add a commented group for a new family.
 """
 
 from importlib.metadata import version as _version
@@ -39,7 +39,7 @@ from seedbed.core_layers.training import (
 
 __version__ = _version("seedbed-core-layers")
 
-__all__ = [
+__all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     # attention
     "_HAS_FLASH2",
     "_HAS_FLASH3",

@@ -8,6 +8,7 @@ Quick mode (the default) keeps all of them to well under a minute on 2 CPU cores
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -15,7 +16,8 @@ from torch import nn
 
 from seedbed.core_layers.attention import attention, chunked_attention, last_backend, math_attention
 from seedbed.core_layers.attention.module import MultiHeadAttention
-from seedbed.core_layers.benchmarking import Metric, Series, time_call, timed_ratio
+from seedbed.core_layers.benchmarking import Metric, Series, timed_ratio
+from seedbed.core_layers.device import get_device
 from seedbed.core_layers.kv_cache import KVCache
 from seedbed.core_layers.memory import peak_memory_bytes
 from seedbed.core_layers.mlp import SwiGLU
@@ -32,13 +34,32 @@ __all__ = [
 MiB = 2**20
 
 
-def _qkv(b: int, s: int, h: int, h_kv: int, d: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+def _qkv(
+    b: int,
+    s: int,
+    h: int,
+    h_kv: int,
+    d: int,
+    seed: int = 0,
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(b, s, h, d, generator=g),
-        torch.randn(b, s, h_kv, d, generator=g),
-        torch.randn(b, s, h_kv, d, generator=g),
-    )
+    shapes = ((b, s, h, d), (b, s, h_kv, d), (b, s, h_kv, d))
+    return tuple(torch.randn(*sh, generator=g).to(device=device, dtype=dtype) for sh in shapes)
+
+
+def _synced(fn: Callable[[], Any], device: torch.device) -> Callable[[], Any]:
+    """``fn`` followed by a CUDA synchronise, so that wall-clock timing covers the kernels."""
+    if device.type != "cuda":
+        return fn
+
+    def run() -> Any:
+        out = fn()
+        torch.cuda.synchronize(device)
+        return out
+
+    return run
 
 
 def chunked_attention_memory(full: bool = False) -> list[dict[str, Any]]:
@@ -55,101 +76,135 @@ def chunked_attention_memory(full: bool = False) -> list[dict[str, Any]]:
     """
     b, h, d, chunk = (1, 2, 64, 512) if full else (1, 1, 64, 512)
     lengths = [1024, 2048, 4096, 8192] if full else [2048, 8192]
+    dev = get_device()
     mem: dict[str, list[float]] = {"math": [], "chunked": [], "sdpa": []}
     err = 0.0
     with torch.no_grad():
         for s in lengths:
-            q, k, v = _qkv(b, s, h, h, d)
-            mem["math"].append(peak_memory_bytes(lambda: math_attention(q, k, v)) / MiB)
-            mem["chunked"].append(peak_memory_bytes(lambda: chunked_attention(q, k, v, chunk_size=chunk)) / MiB)
-            mem["sdpa"].append(peak_memory_bytes(lambda: attention(q, k, v, backend="sdpa")) / MiB)
+            q, k, v = _qkv(b, s, h, h, d, device=dev)
+            calls: dict[str, Callable[[], torch.Tensor]] = {
+                "math": partial(math_attention, q, k, v),
+                "chunked": partial(chunked_attention, q, k, v, chunk_size=chunk),
+                "sdpa": partial(attention, q, k, v, backend="sdpa"),
+            }
+            for name, fn in calls.items():
+                mem[name].append(peak_memory_bytes(fn, dev) / MiB)
             if s == lengths[-1]:
-                err = (chunked_attention(q, k, v, chunk_size=chunk) - math_attention(q, k, v)).abs().max().item()
+                err = (
+                    (chunked_attention(q, k, v, chunk_size=chunk) - math_attention(q, k, v))
+                    .abs()
+                    .max()
+                    .item()
+                )
     ratio = mem["chunked"][-1] / mem["math"][-1]
-    note = f"B={b} H={h} D={d} S={lengths[-1]} chunk={chunk} fp32 CPU, no grad, non-causal"
+    note = f"B={b} H={h} D={d} S={lengths[-1]} chunk={chunk} fp32 {dev.type}, no grad, non-causal"
     series = [
-        Series(lengths, mem[name], "sequence length", "peak MiB", name, logx=True, logy=True) for name in mem
+        Series(lengths, mem[name], "sequence length", "peak MiB", name, logx=True, logy=True)
+        for name in mem
     ]
     out = [
         Metric("chunked_attention_peak_memory_ratio", ratio, "x", 0.25, False, series, note),
         Metric("chunked_attention_peak_mib", mem["chunked"][-1], "MiB", None, False, note=note),
         Metric("full_attention_peak_mib", mem["math"][-1], "MiB", None, False, note=note),
-        Metric("sdpa_peak_memory_ratio", mem["sdpa"][-1] / mem["math"][-1], "x", None, False, note=note),
+        Metric(
+            "sdpa_peak_memory_ratio", mem["sdpa"][-1] / mem["math"][-1], "x", None, False, note=note
+        ),
         Metric("chunked_attention_max_abs_err", err, "", 1e-4, False, note=note),
     ]
     if full:
         s = 4096
-        q, k, v = (t.requires_grad_() for t in _qkv(b, s, h, h, d))
+        q, k, v = (t.requires_grad_() for t in _qkv(b, s, h, h, d, device=dev))
 
         def train(fn: Callable[..., torch.Tensor]) -> Callable[[], None]:
             return lambda: fn(q, k, v).sum().backward()
 
         m_full = peak_memory_bytes(train(math_attention))
-        m_chunk = peak_memory_bytes(train(lambda q, k, v: chunked_attention(q, k, v, chunk_size=chunk)))
+        m_chunk = peak_memory_bytes(
+            train(lambda q, k, v: chunked_attention(q, k, v, chunk_size=chunk))
+        )
         out.append(
-            Metric("chunked_attention_train_peak_memory_ratio", m_chunk / m_full, "x", None, False,
-                   note=f"forward+backward, B={b} H={h} D={d} S={s} chunk={chunk}")
+            Metric(
+                "chunked_attention_train_peak_memory_ratio",
+                m_chunk / m_full,
+                "x",
+                None,
+                False,
+                note=f"forward+backward, B={b} H={h} D={d} S={s} chunk={chunk}",
+            )
         )
     return [m.as_dict() for m in out]
 
 
 def attention_backend_speed(full: bool = False) -> list[dict[str, Any]]:
-    """``attention()`` with the backend it dispatches to against the math reference."""
+    """``attention()`` with the backend it dispatches to against the math reference.
+
+    fp32 on CPU; bf16 on CUDA (where the flash kernels apply), the math reference computing
+    in fp32 from the same bf16 inputs.
+    """
     b, h, h_kv, d = (2, 8, 2, 64) if full else (1, 8, 2, 64)
     lengths = [512, 1024, 2048, 4096] if full else [1024]
+    dev = get_device()
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     speedups, errs = [], []
     backend = "none"
     with torch.no_grad():
         for s in lengths:
-            q, k, v = _qkv(b, s, h, h_kv, d)
-            _tb, _tc, speedup = timed_ratio(
-                lambda: math_attention(q, k, v, causal=True),
-                lambda: attention(q, k, v, causal=True),
-                repeats=5 if full else 3,
-            )
+            q, k, v = _qkv(b, s, h, h_kv, d, device=dev, dtype=dtype)
+            ref = _synced(partial(math_attention, q, k, v, causal=True), dev)
+            fast = _synced(partial(attention, q, k, v, causal=True), dev)
+            _tb, _tc, speedup = timed_ratio(ref, fast, repeats=5 if full else 3)
             backend = last_backend()
             speedups.append(speedup)
-            errs.append((attention(q, k, v, causal=True) - math_attention(q, k, v, causal=True)).abs().max().item())
-    note = f"causal GQA B={b} H={h} H_kv={h_kv} D={d} S={lengths[-1]} fp32 {q.device.type}; backend={backend}"
+            errs.append((fast() - ref()).abs().max().item())
+    tol = 1e-4 if dtype == torch.float32 else 2e-2  # bf16 output rounding
+    note = (
+        f"causal GQA B={b} H={h} H_kv={h_kv} D={d} S={lengths[-1]} {dtype} {dev.type}; "
+        f"backend={backend}"
+    )
     series = [Series(lengths, speedups, "sequence length", "speedup vs math", backend, logx=True)]
     out = [
         Metric("attention_speedup_vs_math", speedups[-1], "x", 1.0, True, series, note),
-        Metric("attention_max_abs_err_vs_math", max(errs), "", 1e-4, False, note=note),
+        Metric("attention_max_abs_err_vs_math", max(errs), "", tol, False, note=note),
     ]
     return [m.as_dict() for m in out]
 
 
-class _TinyDecoder(nn.Module):
-    """A small pre-norm decoder built from this package's blocks (benchmark model only)."""
+class _Layer(nn.Module):
+    """Pre-norm decoder layer: x + attn(norm(x)), then x + mlp(norm(x))."""
 
-    def __init__(self, vocab: int = 256, d: int = 256, n_layers: int = 2, n_heads: int = 4, n_kv: int = 2):
+    def __init__(self, d: int, n_heads: int, n_kv: int) -> None:
+        super().__init__()
+        self.norm1 = RMSNorm(d)
+        self.attn = MultiHeadAttention(d, n_heads, n_kv, rope=RotaryEmbedding(d // n_heads))
+        self.norm2 = RMSNorm(d)
+        self.mlp = SwiGLU(d, 2 * d)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cache=cache)
+        return x + self.mlp(self.norm2(x))
+
+
+class _TinyDecoder(nn.Module):
+    """A small decoder built from this package's blocks (benchmark model only)."""
+
+    def __init__(
+        self, vocab: int = 256, d: int = 256, n_layers: int = 2, n_heads: int = 4, n_kv: int = 2
+    ) -> None:
         super().__init__()
         self.embed = nn.Embedding(vocab, d)
-        hd = d // n_heads
-        self.layers = nn.ModuleList()
-        for _ in range(n_layers):
-            layer = nn.ModuleDict(
-                {
-                    "norm1": RMSNorm(d),
-                    "attn": MultiHeadAttention(d, n_heads, n_kv, rope=RotaryEmbedding(hd)),
-                    "norm2": RMSNorm(d),
-                    "mlp": SwiGLU(d, 2 * d),
-                }
-            )
-            self.layers.append(layer)
+        self.layers = nn.ModuleList([_Layer(d, n_heads, n_kv) for _ in range(n_layers)])
         self.norm = RMSNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
-        self.n_kv, self.hd = n_kv, hd
+        self.n_kv, self.hd = n_kv, d // n_heads
 
     def new_caches(self, batch: int, max_len: int) -> list[KVCache]:
-        return [KVCache(batch, max_len, self.n_kv, self.hd) for _ in self.layers]
+        dev = self.head.weight.device
+        return [KVCache(batch, max_len, self.n_kv, self.hd, device=dev) for _ in self.layers]
 
     def forward(self, tokens: torch.Tensor, caches: list[KVCache] | None = None) -> torch.Tensor:
         x = self.embed(tokens)  # (B, S, d)
         for i, layer in enumerate(self.layers):
-            cache = caches[i] if caches is not None else None
-            x = x + layer["attn"](layer["norm1"](x), cache=cache)
-            x = x + layer["mlp"](layer["norm2"](x))
+            x = layer(x, caches[i] if caches is not None else None)
         return self.head(self.norm(x))  # (B, S, vocab)
 
 
@@ -157,7 +212,8 @@ def _decode_pair(model: _TinyDecoder, context: int, n_new: int) -> tuple[float, 
     """Greedy decoding of ``n_new`` tokens after ``context`` prompt tokens, with the KV cache and by
     recomputing the whole prefix each step. Returns (cache_s, recompute_s, max logit diff)."""
     g = torch.Generator().manual_seed(0)
-    prompt = torch.randint(0, 256, (1, context), generator=g)
+    dev = model.head.weight.device
+    prompt = torch.randint(0, 256, (1, context), generator=g).to(dev)
     caches = model.new_caches(1, context + n_new)
     first = model(prompt, caches)[:, -1:]  # prefill, not timed
     tok0 = first.argmax(-1)  # (1, 1)
@@ -179,7 +235,7 @@ def _decode_pair(model: _TinyDecoder, context: int, n_new: int) -> tuple[float, 
             seq = torch.cat([seq, logits.argmax(-1)], 1)
         out["recompute"] = logits
 
-    t_re, t_cache, _ = timed_ratio(recompute, with_cache, repeats=3)
+    t_re, t_cache, _ = timed_ratio(_synced(recompute, dev), _synced(with_cache, dev), repeats=3)
     diff = (out["cache"] - out["recompute"]).abs().max().item()
     return t_cache, t_re, diff
 
@@ -192,7 +248,8 @@ def kv_cache_decode_speed(full: bool = False) -> list[dict[str, Any]]:
     single thread keeps the side-by-side ratio stable on a shared 2-core machine.
     """
     torch.manual_seed(0)
-    model = _TinyDecoder().eval()
+    dev = get_device()
+    model = _TinyDecoder().to(dev).eval()
     n_new = 32 if full else 8
     contexts = [128, 256, 512, 1024] if full else [512]
     tps_cache, tps_re, ratios = [], [], []
@@ -213,11 +270,27 @@ def kv_cache_decode_speed(full: bool = False) -> list[dict[str, Any]]:
         torch.set_num_threads(threads)
     note = (
         f"2-layer d=256 decoder (H=4, H_kv=2, RoPE), batch 1, {n_new} greedy tokens after 512 context, "
-        "fp32 CPU, 1 thread"
+        f"fp32 {dev.type}, 1 CPU thread"
     )
     series = [
-        Series(contexts, tps_cache, "context tokens", "decode tokens/s", "KV cache", logx=True, logy=True),
-        Series(contexts, tps_re, "context tokens", "decode tokens/s", "recompute prefix", logx=True, logy=True),
+        Series(
+            contexts,
+            tps_cache,
+            "context tokens",
+            "decode tokens/s",
+            "KV cache",
+            logx=True,
+            logy=True,
+        ),
+        Series(
+            contexts,
+            tps_re,
+            "context tokens",
+            "decode tokens/s",
+            "recompute prefix",
+            logx=True,
+            logy=True,
+        ),
     ]
     out = [
         Metric("kv_cache_decode_speedup", at512[2], "x", 10.0, True, series, note),

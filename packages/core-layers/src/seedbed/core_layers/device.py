@@ -21,11 +21,15 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         try:
             dev = torch.device(device)
         except (RuntimeError, TypeError) as e:
-            raise ValueError(f"device must be like 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}") from e
+            raise ValueError(
+                f"device must be like 'cpu', 'cuda', 'cuda:1' or 'mps', got {device!r}"
+            ) from e
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r} requested but CUDA is not available")
         if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist")
+            raise ValueError(
+                f"device {device!r} requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
         if dev.type == "mps" and not _mps_available():
             raise ValueError(f"device {device!r} requested but MPS is not available")
         return dev

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import nn
 
 from seedbed.core_layers._checks import check_positive_int
@@ -42,10 +43,11 @@ def init_weights(module: nn.Module, *, method: str = "normal", std: float = 0.02
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=std)
         elif isinstance(m, (RMSNorm, nn.LayerNorm)):
-            if getattr(m, "weight", None) is not None:
-                nn.init.ones_(m.weight)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+            weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+            if isinstance(weight, torch.Tensor):
+                nn.init.ones_(weight)
+            if isinstance(bias, torch.Tensor):
+                nn.init.zeros_(bias)
 
     module.apply(_init)
     return module
@@ -71,9 +73,13 @@ def init_residual_scaling(
     factor = 1.0 / math.sqrt(2 * n_layers)
     scaled = []
     for mod_name, sub in module.named_modules():
-        if mod_name.split(".")[-1] in names and isinstance(getattr(sub, "weight", None), nn.Parameter):
+        if mod_name.split(".")[-1] in names and isinstance(
+            getattr(sub, "weight", None), nn.Parameter
+        ):
             sub.weight.data.mul_(factor)
             scaled.append(f"{mod_name}.weight")
     if not scaled:
-        raise ValueError(f"init_residual_scaling found no submodule named one of {names} in {type(module).__name__}")
+        raise ValueError(
+            f"init_residual_scaling found no submodule named one of {names} in {type(module).__name__}"
+        )
     return scaled

@@ -97,7 +97,9 @@ class KVCache:
         check_tensor(v, "v", ndim=4)
         b, _, h, d = self.k.shape
         if k.shape != v.shape:
-            raise ValueError(f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}")
+            raise ValueError(
+                f"k and v must have the same shape, got {tuple(k.shape)} and {tuple(v.shape)}"
+            )
         if k.shape[0] != b or k.shape[2] != h or k.shape[3] != d:
             raise ValueError(
                 f"KVCache expects k, v of shape (B={b}, S_new, H_kv={h}, D={d}), got {tuple(k.shape)}"

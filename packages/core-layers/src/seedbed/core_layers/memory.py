@@ -55,6 +55,7 @@ def peak_memory_bytes(fn: Callable[[], Any], device: str | torch.device = "cpu")
     totals = [
         n.extra_fields.total_allocated
         for n in nodes
-        if type(n.extra_fields).__name__ == "_ExtraFields_Allocation" and n.extra_fields.device.type == "cpu"
+        if type(n.extra_fields).__name__ == "_ExtraFields_Allocation"
+        and n.extra_fields.device.type == "cpu"
     ]
     return int(max(totals, default=0))

@@ -34,5 +34,7 @@ class SwiGLU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(x, "x")
         if x.ndim == 0 or x.shape[-1] != self.dim:
-            raise ValueError(f"SwiGLU expects x with last dimension {self.dim}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"SwiGLU expects x with last dimension {self.dim}, got shape {tuple(x.shape)}"
+            )
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # (..., dim)

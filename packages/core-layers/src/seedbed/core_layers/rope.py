@@ -112,11 +112,17 @@ def apply_rotary_emb(
     if x.ndim < 2 or d % 2 != 0:
         raise ValueError(f"x must be (..., D) with even D, got shape {tuple(x.shape)}")
     if cos.shape != sin.shape:
-        raise ValueError(f"cos and sin must have the same shape, got {tuple(cos.shape)} and {tuple(sin.shape)}")
+        raise ValueError(
+            f"cos and sin must have the same shape, got {tuple(cos.shape)} and {tuple(sin.shape)}"
+        )
     if cos.shape[-1] != d:
-        raise ValueError(f"cos/sin last dimension must equal x's head dim {d}, got {tuple(cos.shape)}")
+        raise ValueError(
+            f"cos/sin last dimension must equal x's head dim {d}, got {tuple(cos.shape)}"
+        )
     if not broadcastable(cos.shape, x.shape):
-        raise ValueError(f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}")
+        raise ValueError(
+            f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}"
+        )
     x32 = x.float()
     rot = _rotate_interleaved(x32) if interleaved else _rotate_half(x32)
     return (x32 * cos.float() + rot * sin.float()).to(x.dtype)

@@ -110,14 +110,18 @@ class NumericalStabilityMonitor:
         self._custom: list[tuple[str, Callable[[], bool]]] = []
 
     # ------------------------------------------------------------------ detection
-    def check_tensors(self, tensors: Sequence[torch.Tensor], names: Sequence[str]) -> tuple[bool, list[str]]:
+    def check_tensors(
+        self, tensors: Sequence[torch.Tensor], names: Sequence[str]
+    ) -> tuple[bool, list[str]]:
         """Check ``tensors`` for NaN and Inf.
 
         Returns:
             ``(is_stable, issues)`` with one message per problem found.
         """
         if len(tensors) != len(names):
-            raise ValueError(f"need one name per tensor, got {len(tensors)} tensors and {len(names)} names")
+            raise ValueError(
+                f"need one name per tensor, got {len(tensors)} tensors and {len(names)} names"
+            )
         issues = []
         for t, name in zip(tensors, names):
             if torch.isnan(t).any():
@@ -129,7 +133,9 @@ class NumericalStabilityMonitor:
         self.last_issues = issues
         return not issues, issues
 
-    def check_gradients(self, grad_norm: float | torch.Tensor | None = None) -> tuple[bool, list[str]]:
+    def check_gradients(
+        self, grad_norm: float | torch.Tensor | None = None
+    ) -> tuple[bool, list[str]]:
         """Check the model's gradients: NaN/Inf, norm above threshold, norm spike.
 
         Args:
@@ -158,7 +164,9 @@ class NumericalStabilityMonitor:
                 issues.append(f"non-finite gradient norm {norm}")
                 self.inf_count += 1
         elif norm > self.grad_norm_threshold:
-            issues.append(f"gradient norm {norm:.4g} exceeds threshold {self.grad_norm_threshold:.4g}")
+            issues.append(
+                f"gradient norm {norm:.4g} exceeds threshold {self.grad_norm_threshold:.4g}"
+            )
             self.large_grad_count += 1
         elif (
             self.spike_factor is not None
@@ -179,18 +187,26 @@ class NumericalStabilityMonitor:
         norm = self.last_grad_norm if grad_norm is None else float(grad_norm)
         if norm is not None and math.isfinite(norm):
             ema = self._grad_norm_ema
-            self._grad_norm_ema = norm if ema is None else self.ema_beta * ema + (1 - self.ema_beta) * norm
+            self._grad_norm_ema = (
+                norm if ema is None else self.ema_beta * ema + (1 - self.ema_beta) * norm
+            )
         self._stable_steps += 1
         self._stable_run += 1
-        if self._stable_run >= self.patience and (self._strategy or self._lr_reductions or self._rollbacks):
+        if self._stable_run >= self.patience and (
+            self._strategy or self._lr_reductions or self._rollbacks
+        ):
             self._strategy = self._lr_reductions = self._rollbacks = 0
 
     # ------------------------------------------------------------------ recovery
     def snapshot(self) -> None:
         """Remember the current model (and optimizer) state as the last stable one (a CPU copy)."""
         self._snapshot = {
-            "model": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()) if self.optimizer is not None else None,
+            "model": {
+                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
+            },
+            "optimizer": copy.deepcopy(self.optimizer.state_dict())
+            if self.optimizer is not None
+            else None,
         }
 
     @property
@@ -205,10 +221,19 @@ class NumericalStabilityMonitor:
         """
         if not callable(fn):
             raise TypeError(f"strategy must be callable, got {type(fn).__name__}")
-        self._custom.append((name or getattr(fn, "__name__", f"strategy_{len(self._custom)}"), fn))
+        label = (
+            name
+            if name is not None
+            else str(getattr(fn, "__name__", f"strategy_{len(self._custom)}"))
+        )
+        self._custom.append((label, fn))
 
     def _strategies(self) -> list[tuple[str, Callable[[], bool]]]:
-        return [("reduce_lr", self._reduce_learning_rate), ("rollback", self._rollback), *self._custom]
+        return [
+            ("reduce_lr", self._reduce_learning_rate),
+            ("rollback", self._rollback),
+            *self._custom,
+        ]
 
     def recover(self, issues: Sequence[str] | None = None) -> str:
         """Apply the next recovery strategy that can act.
@@ -231,7 +256,11 @@ class NumericalStabilityMonitor:
             name, fn = strategies[self._strategy]
             if fn():
                 self.events.append({"strategy": name, "issues": list(self.last_issues)})
-                log.warning("numerical instability (%s): applied recovery %r", "; ".join(self.last_issues), name)
+                log.warning(
+                    "numerical instability (%s): applied recovery %r",
+                    "; ".join(self.last_issues),
+                    name,
+                )
                 return name
             self._strategy += 1
         tried = ", ".join(n for n, _ in strategies)

@@ -93,8 +93,16 @@ def scoreboard_features(
     hard = sum(1 for r in after if r.status in _HARD) / max(len(names), 1)
     d_rate = rate1 - rate0
     return np.array(
-        [1.0, max(d_rate, 0.0), max(-d_rate, 0.0), d_fail]
-        + [max(log_time, 0.0), max(-log_time, 0.0), newly, hard]
+        [
+            1.0,
+            max(d_rate, 0.0),
+            max(-d_rate, 0.0),
+            d_fail,
+            max(log_time, 0.0),
+            max(-log_time, 0.0),
+            newly,
+            hard,
+        ]
     )
 
 
@@ -252,7 +260,9 @@ class RefactorAgent(_AgentBase):
         for key, values in data["q"]:
             v = np.asarray(values, dtype=np.float64)
             if v.shape != (len(agent.actions),):
-                raise ValueError(f"{path}: Q row for {key} has {v.size} values, expected {len(agent.actions)}")
+                raise ValueError(
+                    f"{path}: Q row for {key} has {v.size} values, expected {len(agent.actions)}"
+                )
             agent.q[_from_json_key(key)] = v
         return agent
 
@@ -324,9 +334,7 @@ class LinearRefactorAgent(_AgentBase):
         Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], *, seed: int | None = None
-    ) -> LinearRefactorAgent:
+    def load(cls, path: str | os.PathLike[str], *, seed: int | None = None) -> LinearRefactorAgent:
         data = _read(path, "linear")
         w = np.asarray(data["w"], dtype=np.float64)
         if w.ndim != 2 or w.shape[0] != len(data["actions"]):
@@ -406,7 +414,10 @@ class SimulatedRefactorEnv:
         self.situations = sits
         # mean reward of each non-best action, fixed per situation
         self._means = {
-            s: {a: (1.0 if a == self.best_for(s) else float(self.rng.uniform(-0.5, 0.4))) for a in ACTIONS}
+            s: {
+                a: (1.0 if a == self.best_for(s) else float(self.rng.uniform(-0.5, 0.4)))
+                for a in ACTIONS
+            }
             for s in sits
         }
         self._current: _Situation | None = None

@@ -115,14 +115,65 @@ _CLOSES = {
 # Math and text commands
 # --------------------------------------------------------------------------------------------
 _TEXT_CMDS = set(
-    "text textrm textit textbf textsf texttt textsc textnormal textup emph mbox "
-    "mathrm mathit mathbf mathsf mathtt mathcal mathbb mathfrak boldsymbol bm operatorname "
-    "Call".split()
+    [
+        "text",
+        "textrm",
+        "textit",
+        "textbf",
+        "textsf",
+        "texttt",
+        "textsc",
+        "textnormal",
+        "textup",
+        "emph",
+        "mbox",
+        "mathrm",
+        "mathit",
+        "mathbf",
+        "mathsf",
+        "mathtt",
+        "mathcal",
+        "mathbb",
+        "mathfrak",
+        "boldsymbol",
+        "bm",
+        "operatorname",
+        "Call",
+    ]
 )
 _SKIP_CMDS = set(
-    "left right big Big bigg Bigg bigl bigr Bigl Bigr biggl biggr Biggl Biggr middle "
-    "quad qquad displaystyle textstyle scriptstyle mathstrut limits nolimits hfill "
-    "enspace thinspace negthinspace nobreak relax strut".split()
+    [
+        "left",
+        "right",
+        "big",
+        "Big",
+        "bigg",
+        "Bigg",
+        "bigl",
+        "bigr",
+        "Bigl",
+        "Bigr",
+        "biggl",
+        "biggr",
+        "Biggl",
+        "Biggr",
+        "middle",
+        "quad",
+        "qquad",
+        "displaystyle",
+        "textstyle",
+        "scriptstyle",
+        "mathstrut",
+        "limits",
+        "nolimits",
+        "hfill",
+        "enspace",
+        "thinspace",
+        "negthinspace",
+        "nobreak",
+        "relax",
+        "strut",
+    ]
 )
 _SKIP_WITH_ARG = {"hspace", "vspace", "label", "phantom", "hphantom", "vphantom", "ref"}
 _BINOP_CMDS = {
@@ -197,9 +248,49 @@ _WORD_CMDS = {  # commands that stand for a keyword word of the pseudo-code
     "Then": "then",
 }
 _GREEK = set(
-    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron rho "
-    "sigma tau upsilon phi chi psi omega Gamma Delta Theta Lambda Xi Pi Sigma Upsilon Phi Psi "
-    "Omega varepsilon vartheta varphi varrho varsigma varpi ell".split()
+    [
+        "alpha",
+        "beta",
+        "gamma",
+        "delta",
+        "epsilon",
+        "zeta",
+        "eta",
+        "theta",
+        "iota",
+        "kappa",
+        "lambda",
+        "mu",
+        "nu",
+        "xi",
+        "omicron",
+        "rho",
+        "sigma",
+        "tau",
+        "upsilon",
+        "phi",
+        "chi",
+        "psi",
+        "omega",
+        "Gamma",
+        "Delta",
+        "Theta",
+        "Lambda",
+        "Xi",
+        "Pi",
+        "Sigma",
+        "Upsilon",
+        "Phi",
+        "Psi",
+        "Omega",
+        "varepsilon",
+        "vartheta",
+        "varphi",
+        "varrho",
+        "varsigma",
+        "varpi",
+        "ell",
+    ]
 )
 _GREEK_RENAME = {
     "lambda": "lam",
@@ -657,7 +748,9 @@ def _fold(src: str) -> str:
     if (
         isinstance(node, ast.BinOp)
         and isinstance(node.op, (ast.Add, ast.Sub))
-        and all(isinstance(x, ast.Constant) and type(x.value) is int for x in (node.left, node.right))
+        and all(
+            isinstance(x, ast.Constant) and type(x.value) is int for x in (node.left, node.right)
+        )
     ):
         a, b = node.left.value, node.right.value  # type: ignore[attr-defined]
         return str(a + b if isinstance(node.op, ast.Add) else a - b)
@@ -757,7 +850,7 @@ class _Expr:
                 prev = None
                 i += 1
                 continue
-            if t.kind == "cmd" and v in _ASSIGN_CMDS or t.is_op(":="):
+            if (t.kind == "cmd" and v in _ASSIGN_CMDS) or t.is_op(":="):
                 raise self.err("assignment inside an expression", t)
             if t.is_cmd(*_DOTS) or t.is_op(".."):
                 raise self.err("'\\ldots' outside a set or loop range", t)
@@ -1009,7 +1102,7 @@ class _Expr:
         var, op, rest = _partition(lower, lambda u: u.is_cmd("in"))
         if op is None:
             raise self.err(f"arg{which} needs a subscript x \\in S", t)
-        body, kind, k = self.operand(toks, j)
+        body, _kind, k = self.operand(toks, j)
         while k < len(toks) and not (
             toks[k].is_op("+", "-", ",", *_COMPARE_OPS) or toks[k].kind == "cmd"
         ):
@@ -1157,9 +1250,11 @@ class _Translator:
                 self.recover(s, e)
         while self.stack:
             f = self.stack[-1]
-            e = TranspileError(f"unclosed {_OPENERS[f.kind]} (opened at line {f.line})", f.line)
+            unclosed = TranspileError(
+                f"unclosed {_OPENERS[f.kind]} (opened at line {f.line})", f.line
+            )
             if not self.lenient:
-                raise e
+                raise unclosed
             self.fill(f)
             self.stack.pop()
             self.emit(f"# TODO: {_OPENERS[f.kind]} from line {f.line} was never closed")
@@ -1324,8 +1419,8 @@ class _Translator:
             if any(not p for p in parts):
                 raise TranspileError(f"assignment with an empty side in {where!r}", ln)
             pieces = [self.x.expr(p) for p in parts]
-            op = f" {aug} " if aug else " = "
-            code = op.join(pieces)
+            joiner = f" {aug} " if aug else " = "
+            code = joiner.join(pieces)
             try:
                 tree = ast.parse(code)
             except SyntaxError:
@@ -1355,7 +1450,9 @@ class _Translator:
         where = " ".join(_tok_text(t) for t in toks)
         head, to, tail = _partition(toks, lambda u: u.is_word("to", "downto"))
         if to is not None:
-            var, op, start = _partition(head, lambda u: u.is_op("=", ":=") or u.is_cmd(*_ASSIGN_CMDS))
+            var, op, start = _partition(
+                head, lambda u: u.is_op("=", ":=") or u.is_cmd(*_ASSIGN_CMDS)
+            )
             if op is None or not var or not start:
                 raise TranspileError(f"cannot read loop header {where!r} (i = a to b)", ln)
             stop, st, step_toks = _partition(tail, lambda u: u.is_word("step", "by"))
@@ -1394,7 +1491,9 @@ class _Translator:
             raise TranspileError(f"\\{s.cmd} needs a name, got {name_text.strip()!r}", ln)
         name = _pyname(name_toks[0].value)
         params = []
-        for part in _split_top(self.tokens(args_text, args_pos), lambda u: u.is_op(","), self.x.line):
+        for part in _split_top(
+            self.tokens(args_text, args_pos), lambda u: u.is_op(","), self.x.line
+        ):
             if not part:
                 continue
             if part[0].kind != "name" and not part[0].is_cmd(*_GREEK):
@@ -1605,8 +1704,8 @@ def _assemble(block: _Block, caption: str, used_names: set[str]) -> str:
     return _render(wrapped)
 
 
-_TODO_HELPER = '''def _untranslated(line):
-    raise NotImplementedError(f"LaTeX line {line} was not translated (see the TODO above it)")'''
+_TODO_HELPER = """def _untranslated(line):
+    raise NotImplementedError(f"LaTeX line {line} was not translated (see the TODO above it)")"""
 
 
 def transpile(latex: str, *, lenient: bool = False) -> str:
@@ -1647,7 +1746,9 @@ def transpile(latex: str, *, lenient: bool = False) -> str:
         uses_todo |= tr.block.uses_todo
         chunks.append(_assemble(tr.block, caption, used))
     body = "\n\n\n".join(c for c in chunks if c.strip())
-    head = ["# Generated by seedbed.devtools.paper_to_code from LaTeX pseudo-code; review before use."]
+    head = [
+        "# Generated by seedbed.devtools.paper_to_code from LaTeX pseudo-code; review before use."
+    ]
     if re.search(r"\bmath\.", body):
         head.append("import math")
     if uses_todo:

@@ -53,7 +53,9 @@ class GitError(RuntimeError):
     """A git command that failed; the message carries git's own stderr."""
 
 
-def _git(repo: str | os.PathLike[str], *args: str, git: str = "git") -> subprocess.CompletedProcess[str]:
+def _git(
+    repo: str | os.PathLike[str], *args: str, git: str = "git"
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [git, "-C", str(repo), *args],
         capture_output=True,
@@ -136,7 +138,9 @@ def check_merge(
         return res
     mb = _git(repo, "merge-base", res.base_sha, res.head_sha, git=git)
     if mb.returncode != 0:
-        res.error = "no common ancestor (unrelated histories)" if mb.returncode == 1 else mb.stderr.strip()
+        res.error = (
+            "no common ancestor (unrelated histories)" if mb.returncode == 1 else mb.stderr.strip()
+        )
         return res
     res.merge_base = mb.stdout.strip()
     mt = _git(
@@ -197,7 +201,11 @@ def check_branches(
 
 
 def fetch_pr_heads(
-    repo: str | os.PathLike[str], numbers: Iterable[int], *, remote: str = "origin", git: str = "git"
+    repo: str | os.PathLike[str],
+    numbers: Iterable[int],
+    *,
+    remote: str = "origin",
+    git: str = "git",
 ) -> dict[int, str]:
     """Fetch ``refs/pull/N/head`` from ``remote`` into ``refs/remotes/<remote>/pr/N``.
 
@@ -238,7 +246,11 @@ def check_prs(
     for pr in prs:
         if not isinstance(pr, Mapping) or "number" not in pr or "base" not in pr:
             raise ValueError(f"each PR needs 'number', 'base' and 'head' fields, got {pr!r}")
-    heads = fetch_pr_heads(repo, [pr["number"] for pr in prs], remote=remote or "origin", git=git) if fetch else {}
+    heads = (
+        fetch_pr_heads(repo, [pr["number"] for pr in prs], remote=remote or "origin", git=git)
+        if fetch
+        else {}
+    )
     rows = []
     for pr in prs:
         n = int(pr["number"])
@@ -265,7 +277,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--github", metavar="OWNER/REPO", help="check the open PRs of this repository")
     p.add_argument("--remote", default=None, help="remote of the clone (base refs are REMOTE/BASE)")
     p.add_argument("--fetch", action="store_true", help="fetch refs/pull/N/head from the remote")
-    p.add_argument("--base-url", help="GitHub API root (default: $GITHUB_API_URL or api.github.com)")
+    p.add_argument(
+        "--base-url", help="GitHub API root (default: $GITHUB_API_URL or api.github.com)"
+    )
     args = p.parse_args(argv)
     try:
         if args.github:

@@ -35,7 +35,7 @@ import random
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -223,7 +223,9 @@ class GitHubClient:
     async def _wait(self, seconds: float, path: str, why: str) -> None:
         if seconds > self.max_rate_limit_wait:
             raise GitHubError(
-                429, path, f"{why}: would wait {seconds:.0f} s (> max {self.max_rate_limit_wait:.0f} s)"
+                429,
+                path,
+                f"{why}: would wait {seconds:.0f} s (> max {self.max_rate_limit_wait:.0f} s)",
             )
         log.warning("GET %s: %s; waiting %.1f s", path, why, seconds)
         await self.sleep(seconds)
@@ -278,7 +280,8 @@ class GitHubClient:
                 async with self._session.get(
                     url, headers=self._headers(cached.etag if cached else None)
                 ) as resp:
-                    status, headers = resp.status, resp.headers
+                    status = resp.status
+                    headers: Mapping[str, str] = resp.headers
                     self._note_rate(headers)
                     if status == 304 and cached is not None:
                         log.debug("GET %s: 304 not modified (served from cache)", path)
@@ -295,7 +298,7 @@ class GitHubClient:
             except (aiohttp.ClientConnectionError, asyncio.TimeoutError) as exc:
                 if attempt >= self.max_retries:
                     raise GitHubError(0, path, f"connection failed: {type(exc).__name__}") from None
-                status, headers, text = 0, {}, type(exc).__name__
+                status, text, headers = 0, type(exc).__name__, {}
             message = _message(text)
             if status == 401:
                 raise GitHubAuthError(
@@ -309,7 +312,9 @@ class GitHubClient:
                     raise GitHubError(status, path, message)
                 limited += 1
                 if limited > self.max_rate_limit_retries:
-                    raise GitHubError(status, path, f"{message} (still rate limited after {limited - 1} waits)")
+                    raise GitHubError(
+                        status, path, f"{message} (still rate limited after {limited - 1} waits)"
+                    )
                 await self._wait(wait, path, f"rate limited ({status})")
                 continue
             if (status == 0 or status >= 500) and attempt < self.max_retries:
@@ -426,7 +431,7 @@ async def check_mergeable(
     return bool(pr["mergeable"])
 
 
-def _line(pr: dict[str, Any], mergeable: bool | None | str) -> str:
+def _line(pr: dict[str, Any], mergeable: bool | str | None) -> str:
     head = (pr.get("head") or {}).get("ref", "?")
     base = (pr.get("base") or {}).get("ref", "?")
     return f"#{pr.get('number')}\tmergeable={mergeable}\t{head} -> {base}\t{pr.get('title', '')}"
@@ -445,7 +450,10 @@ async def _run_shared(args: argparse.Namespace, owner: str, repo: str) -> list[s
             async with gate:
                 try:
                     full = await gh.wait_mergeable(
-                        owner, repo, pr["number"], poll_interval=args.poll_interval,
+                        owner,
+                        repo,
+                        pr["number"],
+                        poll_interval=args.poll_interval,
                         max_polls=args.max_polls,
                     )
                     return _line(pr, bool(full["mergeable"]))
@@ -466,8 +474,12 @@ def _run_sequential(args: argparse.Namespace, owner: str, repo: str) -> list[str
         try:
             ok: bool | None = asyncio.run(
                 check_mergeable(
-                    owner, repo, pr["number"], base_url=args.base_url,
-                    poll_interval=args.poll_interval, max_polls=args.max_polls,
+                    owner,
+                    repo,
+                    pr["number"],
+                    base_url=args.base_url,
+                    poll_interval=args.poll_interval,
+                    max_polls=args.max_polls,
                 )
             )
         except TimeoutError:

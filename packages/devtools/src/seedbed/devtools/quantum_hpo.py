@@ -287,7 +287,9 @@ class CandidateResult:
     true_probability: float  # the simulated state's exact success probability
 
 
-def _candidates(params: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def _candidates(
+    params: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
     if isinstance(params, Mapping):
         keys = list(params)
         for k in keys:
@@ -298,7 +300,9 @@ def _candidates(params: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]
     out = []
     for c in params:
         if not isinstance(c, Mapping):
-            raise TypeError(f"each candidate must be a mapping of parameters, got {type(c).__name__}")
+            raise TypeError(
+                f"each candidate must be a mapping of parameters, got {type(c).__name__}"
+            )
         out.append(dict(c))
     if not out:
         raise ValueError("params holds no candidate")
@@ -406,7 +410,9 @@ class QAEHyperparamSearch:
             raise ValueError(f"max_workers must be >= 1, got {max_workers}")
         results: list[CandidateResult] = []
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
-            futures = [pool.submit(self._score, k, num_samples) for k in range(len(self.candidates))]
+            futures = [
+                pool.submit(self._score, k, num_samples) for k in range(len(self.candidates))
+            ]
             for fut in futures:
                 r = fut.result()
                 results.append(r)
@@ -429,7 +435,9 @@ class QAEHyperparamSearch:
         if not self.results:
             raise RuntimeError("call search() first")
         pct = f"{100 * self.confidence:g}%"
-        lines = [f"{'candidate':40s}  {'estimate':>8s}  {pct + ' interval':>20s}  {'oracle calls':>12s}"]
+        lines = [
+            f"{'candidate':40s}  {'estimate':>8s}  {pct + ' interval':>20s}  {'oracle calls':>12s}"
+        ]
         for r in self.results:
             cand = ", ".join(f"{k}={v}" for k, v in r.params.items())
             lines.append(

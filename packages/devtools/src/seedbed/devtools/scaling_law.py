@@ -82,7 +82,7 @@ def _n_holdout(holdout: int | float, n: int) -> int:
     if isinstance(holdout, (float, np.floating)) and not float(holdout).is_integer():
         if not 0.0 < holdout < 1.0:
             raise ValueError(f"a holdout fraction must be in (0, 1), got {holdout}")
-        return max(1, int(round(holdout * n)))
+        return max(1, round(holdout * n))
     k = int(holdout)
     if k < 0 or k >= n:
         raise ValueError(f"holdout must be in [0, {n - 1}] points, got {k}")
@@ -139,7 +139,9 @@ def _design(x: np.ndarray, breaks: np.ndarray, continuous: bool) -> np.ndarray:
     return np.stack(cols, axis=1)  # (n, 2 (k + 1))
 
 
-def _lstsq(x: np.ndarray, y: np.ndarray, breaks: np.ndarray, continuous: bool) -> tuple[np.ndarray, float]:
+def _lstsq(
+    x: np.ndarray, y: np.ndarray, breaks: np.ndarray, continuous: bool
+) -> tuple[np.ndarray, float]:
     X = _design(x, breaks, continuous)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     r = y - X @ coef
@@ -192,6 +194,7 @@ class BreakpointScalingLaw:
             if not isinstance(k, int) or k < 0:
                 raise ValueError(f"n_breaks must be an int >= 0, got {n_breaks!r}")
             self._guess: np.ndarray | None = None
+            self._given: list[float] | None = None
             self._as_list = k > 1
             if fixed:
                 raise ValueError("fixed=True needs break_compute values to keep")
@@ -205,14 +208,21 @@ class BreakpointScalingLaw:
                 raise ValueError(f"n_breaks={n_breaks} but {g.size} break_compute value(s) given")
             k = g.size
             self._guess = np.log(g)
+            self._given = [float(v) for v in g]
         if min_points < 1:
             raise ValueError(f"min_points must be >= 1, got {min_points}")
         self.n_breaks = k
         self.fixed = fixed
         self.continuous = continuous
         self.min_points = min_points
-        self.break_compute: float | list[float] | None = None if self._guess is None else (
-            [float(v) for v in np.exp(self._guess)] if self._as_list else float(np.exp(self._guess[0]))
+        self.break_compute: float | list[float] | None = (
+            None
+            if self._guess is None
+            else (
+                [float(v) for v in np.exp(self._guess)]
+                if self._as_list
+                else float(np.exp(self._guess[0]))
+            )
         )
         self.params: list[tuple[float, float]] = []
         self.extrapolation: Extrapolation | None = None
@@ -260,7 +270,16 @@ class BreakpointScalingLaw:
                     )
                 start = np.sort(np.append(start, best_b))
         if k == 1:
-            step = (hi - lo) / 255
+            if self._guess is not None:
+                # local grid around the guess (a quarter of the range either side)
+                w = (hi - lo) / 4
+                local = np.linspace(max(lo, start[0] - w), min(hi, start[0] + w), 65)
+                local_sse = np.array([self._profile(x, y, np.array([b])) for b in local])
+                if np.isfinite(local_sse.min()):
+                    start = np.array([local[int(np.argmin(local_sse))]])
+                step = 2 * w / 64
+            else:
+                step = (hi - lo) / 255
             b0 = float(start[0])
             res = minimize_scalar(
                 lambda b: self._profile(x, y, np.array([b])),
@@ -279,7 +298,9 @@ class BreakpointScalingLaw:
         )
         return np.sort(res.x) if res.fun <= self._profile(x, y, start) else np.sort(start)
 
-    def fit(self, compute: ArrayLike, loss: ArrayLike, *, holdout: int | float = 0) -> BreakpointScalingLaw:
+    def fit(
+        self, compute: ArrayLike, loss: ArrayLike, *, holdout: int | float = 0
+    ) -> BreakpointScalingLaw:
         """Fit to ``(compute, loss)``; the ``holdout`` largest-compute points are held out.
 
         Raises:
@@ -310,6 +331,8 @@ class BreakpointScalingLaw:
         self.sse = sse
         self.params = _segments(coef, breaks, self.continuous)
         vals = [float(v) for v in np.exp(breaks)]
+        if self.fixed and self._given is not None:
+            vals = list(self._given)  # exactly as given, not through exp(log(.))
         self.break_compute = (vals if self._as_list else vals[0]) if vals else None
         self.extrapolation = Extrapolation.of(self.predict(C[test]), L[test]) if k_out else None
         return self
@@ -331,7 +354,9 @@ class BreakpointScalingLaw:
 # --------------------------------------------------------------------------------------------
 # Broken Neural Scaling Law
 # --------------------------------------------------------------------------------------------
-def bnsl_predict(x: ArrayLike, a: float, b: float, c0: float, breaks: Sequence[tuple[float, float, float]]) -> np.ndarray:
+def bnsl_predict(
+    x: ArrayLike, a: float, b: float, c0: float, breaks: Sequence[tuple[float, float, float]]
+) -> np.ndarray:
     """``a + b x^-c0 prod_i (1 + (x/d_i)^(1/f_i))^(-c_i f_i)`` for ``breaks = [(c_i, d_i, f_i)]``.
 
     Evaluated in log space (``log1p(exp(.))`` as ``logaddexp``) so sharp breaks do not overflow.
@@ -340,7 +365,9 @@ def bnsl_predict(x: ArrayLike, a: float, b: float, c0: float, breaks: Sequence[t
     return a + np.exp(_bnsl_log_power(lx, math.log(b), c0, breaks))
 
 
-def _bnsl_log_power(lx: np.ndarray, lb: float, c0: float, breaks: Sequence[tuple[float, float, float]]) -> np.ndarray:
+def _bnsl_log_power(
+    lx: np.ndarray, lb: float, c0: float, breaks: Sequence[tuple[float, float, float]]
+) -> np.ndarray:
     out = lb - c0 * lx
     for c, d, f in breaks:
         out = out - c * f * np.logaddexp(0.0, (lx - math.log(d)) / f)
@@ -418,9 +445,19 @@ def fit_bnsl(
     min_points = max(1, min(2, len(train) // (n_breaks + 1)))
     bp = BreakpointScalingLaw(n_breaks=n_breaks, min_points=min_points).fit(X[train], Y[train])
     slopes = bp.slopes
-    dlog = [math.log(v) for v in np.atleast_1d(bp.break_compute if bp.break_compute is not None else [])]
-    lo = ([0.0] if with_offset else []) + [-np.inf, -np.inf] + [-np.inf, xmin - 5, math.log(1e-3)] * n_breaks
-    hi = ([float(Y.min())] if with_offset else []) + [np.inf, np.inf] + [np.inf, xmax + 5, math.log(10.0)] * n_breaks
+    dlog = [
+        math.log(v) for v in np.atleast_1d(bp.break_compute if bp.break_compute is not None else [])
+    ]
+    lo = (
+        ([0.0] if with_offset else [])
+        + [-np.inf, -np.inf]
+        + [-np.inf, xmin - 5, math.log(1e-3)] * n_breaks
+    )
+    hi = (
+        ([float(Y.min())] if with_offset else [])
+        + [np.inf, np.inf]
+        + [np.inf, xmax + 5, math.log(10.0)] * n_breaks
+    )
     best: Any = None
     for f0, a_frac in product((0.05, 0.2, 0.5, 1.0), (0.0, 0.5) if with_offset else (0.0,)):
         a0 = a_frac * float(Y[train].min())
@@ -527,7 +564,7 @@ def _batched_lbfgs(
     y_hist = np.zeros((S, memory, P))
     rho = np.zeros((S, memory))  # 0 marks an empty slot
     done = ~np.isfinite(f)
-    for it in range(maxiter):
+    for _it in range(maxiter):
         act = np.flatnonzero(~done)
         if act.size == 0:
             break
@@ -580,7 +617,9 @@ def _batched_lbfgs(
         rho[rows, 0] = 1.0 / curv[upd]
         df = f[act] - f_new
         x[act], f[act], g[act] = x_new, f_new, g_new
-        small = (np.abs(g_new).max(axis=1) < gtol) | (moved & (df <= 1e-15 * np.maximum(1.0, np.abs(f_new))))
+        small = (np.abs(g_new).max(axis=1) < gtol) | (
+            moved & (df <= 1e-15 * np.maximum(1.0, np.abs(f_new)))
+        )
         done[act[small | ~moved]] = True
     return x, f, done
 
@@ -681,7 +720,11 @@ def fit_chinchilla(
             method="BFGS",
             options={"maxiter": 5000, "gtol": 1e-12},
         )
-        v, fv = (res.x, float(res.fun)) if res.fun <= fun(p[None, :])[0][0] else (p, float(fun(p[None, :])[0][0]))
+        v, fv = (
+            (res.x, float(res.fun))
+            if res.fun <= fun(p[None, :])[0][0]
+            else (p, float(fun(p[None, :])[0][0]))
+        )
         tops.append({"a": v[0], "b": v[1], "e": v[2], "alpha": v[3], "beta": v[4], "objective": fv})
         if fv < best_f:
             best_x, best_f = v, fv

@@ -106,14 +106,20 @@ def check_metadata(metadata: Any, n: int) -> list[dict[str, Any]]:
             m = {}
         if not isinstance(m, Mapping):
             raise ValueError(f"metadata[{i}] must be a dict or None, got {type(m).__name__}")
-        d = dict(m)
-        try:
-            json.dumps(d, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"metadata[{i}] must be JSON-serialisable: {e}") from e
-        if not all(isinstance(k, str) for k in d):
-            raise ValueError(f"metadata[{i}] keys must be strings, got {list(d)}")
-        out.append(d)
+        out.append(dict(m))
+    try:  # one pass over everything; only on failure look for the culprit
+        json.dumps(out, allow_nan=False)
+        ok = all(isinstance(k, str) for d in out for k in d)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        for i, d in enumerate(out):
+            try:
+                json.dumps(d, allow_nan=False)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"metadata[{i}] must be JSON-serialisable: {e}") from e
+            if not all(isinstance(k, str) for k in d):
+                raise ValueError(f"metadata[{i}] keys must be strings, got {list(d)}")
     return out
 
 

@@ -256,10 +256,11 @@ class HierarchicalMemory:
             return q, np.zeros(len(q), np.float32)
         with torch.no_grad():
             qt = torch.from_numpy(q).to(comp.mean.device)
-            z = comp.encode(qt)  # (Q, r)
-            if self.metric == "dot":
+            if self.metric == "dot":  # q . (W^T z + mu) = (W q) . z + q . mu
+                z = qt @ comp.weight.T  # (Q, r)
                 const = qt @ comp.mean
-            else:
+            else:  # |q - mu - W^T z|^2 = |W (q - mu) - z|^2 + |residual of q - mu|^2
+                z = comp.encode(qt)
                 resid = (qt - comp.mean) - z @ comp.weight
                 const = resid.pow(2).sum(-1)
             return z.float().cpu().numpy(), const.float().cpu().numpy()
@@ -361,43 +362,47 @@ class HierarchicalMemory:
         return a if self.metric == "l2" else -a
 
     async def _asearch(self, q: np.ndarray, k: int, flt: MetadataFilter, device: torch.device, dtype: torch.dtype) -> MemorySearchResult:
-        hs, hi, hm = self.hot.search(q, k, flt)
+        nq = len(q)
+        worst = np.inf if self.metric == "l2" else -np.inf
+        qp = normalize_rows(q, name="queries") if self.metric == "cosine" else q
+        hs, hi, hm, hv = self.hot._search(qp, k, flt, want_vectors=True)
         if len(self.cold) == 0 or (self.compressor is not None and not self.compressor.fitted):
-            nq = len(q)
-            cs = np.full((nq, k), np.inf if self.metric == "l2" else -np.inf, np.float32)
+            cs = np.full((nq, k), worst, np.float32)
             ci = np.full((nq, k), -1, np.int64)
             cm: list[list[dict[str, Any] | None]] = [[None] * k for _ in range(nq)]
-            const = np.zeros(nq, np.float32)
+            cv = np.zeros((nq, k, self.dim), np.float32)
         else:
-            zq, const = self._code_query(q)
-            cs, ci, cm = await self._cold_search(zq, k, flt)
-        cs = np.where(ci >= 0, cs + const[:, None], cs)
+            zq, const = self._code_query(qp)
+            if isinstance(self.cold, VectorStore):
+                cs, ci, cm, codes = self.cold._search(zq, k, flt, want_vectors=True)
+            else:
+                cs, ci, cm = await self._cold_search(zq, k, flt)
+                codes = await self._cold_codes(ci)
+            found = ci >= 0
+            cs = np.where(found, cs + const[:, None], cs).astype(np.float32)
+            assert codes is not None
+            cv = np.where(found[..., None], self._decode(codes.reshape(-1, self.code_dim)).reshape(nq, k, self.dim), 0.0)
         scores = np.concatenate([hs, cs], axis=1)  # (Q, 2k)
         ids = np.concatenate([hi, ci], axis=1)
-        meta = [a + b for a, b in zip(hm, cm)]
-        from_cold = np.concatenate([np.zeros_like(hi, bool), np.ones_like(ci, bool)], axis=1)
-        order = np.argsort(self._better(scores), axis=1, kind="stable")
-        nq = len(q)
-        out_s = np.full((nq, k), np.inf if self.metric == "l2" else -np.inf, np.float32)
-        out_i = np.full((nq, k), -1, np.int64)
-        out_m: list[list[dict[str, Any] | None]] = [[None] * k for _ in range(nq)]
-        out_v = np.zeros((nq, k, self.dim), np.float32)
-        hot_want: list[tuple[int, int, int]] = []  # (query, slot, id)
-        cold_want: list[tuple[int, int, int]] = []
-        for r in range(nq):
-            seen: set[int] = set()
-            j = 0
-            for c in order[r]:
-                i = int(ids[r, c])
-                if i < 0 or i in seen:  # missing, or the same id found in both tiers mid-move
-                    continue
+        vecs = np.concatenate([hv, cv.astype(np.float32)], axis=1)  # (Q, 2k, D)
+        order = np.argsort(scores if self.metric == "l2" else -scores, axis=1, kind="stable")
+        sorted_ids = np.take_along_axis(ids, order, axis=1)
+        dup = np.zeros(sorted_ids.shape, dtype=bool)
+        srt = np.sort(ids, axis=1)
+        for r in np.flatnonzero(((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any(axis=1)):
+            seen: set[int] = set()  # an id caught in both tiers mid-move: keep its best copy
+            for j, i in enumerate(sorted_ids[r].tolist()):
+                dup[r, j] = i >= 0 and i in seen
                 seen.add(i)
-                out_s[r, j], out_i[r, j], out_m[r][j] = scores[r, c], i, meta[r][c]
-                (cold_want if from_cold[r, c] else hot_want).append((r, j, i))
-                j += 1
-                if j == k:
-                    break
-        await self._fill_vectors(out_v, hot_want, cold_want)
+        order = np.take_along_axis(order, np.argsort(dup, axis=1, kind="stable"), axis=1)[:, :k]  # (Q, k)
+        out_i = np.take_along_axis(ids, order, axis=1)
+        out_s = np.take_along_axis(scores, order, axis=1)
+        out_v = np.take_along_axis(vecs, order[..., None], axis=1)
+        missing = out_i < 0
+        out_s[missing] = worst
+        out_v[missing] = 0.0
+        meta = [a + b for a, b in zip(hm, cm)]
+        out_m = [[meta[r][c] if out_i[r, j] >= 0 else None for j, c in enumerate(row)] for r, row in enumerate(order.tolist())]
         return MemorySearchResult(
             torch.from_numpy(out_s).to(device),
             torch.from_numpy(out_i).to(device),
@@ -405,39 +410,37 @@ class HierarchicalMemory:
             torch.from_numpy(out_v).to(device=device, dtype=dtype),
         )
 
-    async def _fill_vectors(self, out: np.ndarray, hot_want: list[tuple[int, int, int]], cold_want: list[tuple[int, int, int]]) -> None:
-        late: list[tuple[int, int, int]] = []
-        with self._lock:  # hot entries may have moved to cold since the search
-            present = [(r, j, i) for r, j, i in hot_want if i in self.hot]
-            late = [(r, j, i) for r, j, i in hot_want if i not in self.hot]
-            if present:
-                vecs, _ = self.hot.get([i for _, _, i in present])
-                for (r, j, _), v in zip(present, vecs):
-                    out[r, j] = v
-        want = cold_want + late
-        if not want:
-            return
-        uniq = sorted({i for _, _, i in want})
-        got = await asyncio.to_thread(self._cold_get, uniq) if self.use_async else self._cold_get(uniq)
-        for r, j, i in want:
+    async def _cold_codes(self, ids: np.ndarray) -> np.ndarray:
+        """Stored codes (Q, k, code_dim) of a FAISS cold tier for search-result ids (0 if gone)."""
+        out = np.zeros((*ids.shape, self.code_dim), np.float32)
+        found = ids >= 0
+        if not found.any():
+            return out
+        uniq = np.unique(ids[found])
+        got = await asyncio.to_thread(self._cold_get, uniq.tolist()) if self.use_async else self._cold_get(uniq.tolist())
+        table = np.zeros((len(uniq), self.code_dim), np.float32)
+        for n, i in enumerate(uniq.tolist()):
             if i in got:
-                out[r, j] = got[i]
+                table[n] = got[i]
+        out[found] = table[np.searchsorted(uniq, ids[found])]
+        return out
 
     def _cold_get(self, ids: list[int]) -> dict[int, np.ndarray]:
+        """Codes of the ids still in the cold tier (ids deleted meanwhile are skipped)."""
         alive = [i for i in ids if i in self.cold]
         if not alive:
             return {}
         try:
             codes, _ = self.cold.get(alive)
-        except KeyError:  # deleted concurrently: fetch one by one
+            return dict(zip(alive, codes))
+        except KeyError:  # deleted concurrently: one by one
             out: dict[int, np.ndarray] = {}
             for i in alive:
                 try:
-                    out[i] = self._decode(self.cold.get([i])[0])[0]
+                    out[i] = self.cold.get([i])[0][0]
                 except KeyError:
                     pass
             return out
-        return dict(zip(alive, self._decode(codes)))
 
     async def asearch(self, queries: Any, k: int, filter: MetadataFilter = None) -> MemorySearchResult:
         """Top-k over both tiers. queries: (Q, D) or (D,); results on the query's device."""

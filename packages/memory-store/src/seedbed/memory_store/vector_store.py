@@ -193,8 +193,13 @@ class VectorStore:
             lists of k metadata dicts (None when missing).
         """
         q = self._prepare(queries) if self.metric == "cosine" else check_vectors(queries, self.dim)
-        k = check_k(k)
-        flt = check_filter(filter)
+        scores, ids, meta, _ = self._search(q, check_k(k), check_filter(filter), want_vectors=False)
+        return scores, ids, meta
+
+    def _search(
+        self, q: np.ndarray, k: int, flt: MetadataFilter, *, want_vectors: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[list[dict[str, Any] | None]], np.ndarray | None]:
+        """Validated search; also gathers the (Q, k, D) vectors (zeros when missing) on request."""
         with self._lock:
             base = self._vecs[: self._n]
             rows_allowed: np.ndarray | None = None
@@ -203,7 +208,6 @@ class VectorStore:
                     (r for r in range(self._n) if matches(flt, self._meta[r])), dtype=np.int64
                 )
                 base = base[rows_allowed]
-            bias = None
             if self.metric == "l2":  # argmax of 2 q.x - |x|^2 == argmin |q - x|^2
                 sq = self._sqnorm[: self._n]
                 bias = -(sq if rows_allowed is None else sq[rows_allowed])
@@ -213,14 +217,16 @@ class VectorStore:
             found = rows >= 0
             if rows_allowed is not None:
                 rows = np.where(found, rows_allowed[np.maximum(rows, 0)], -1)
-            ids = np.where(found, self._ids[np.maximum(rows, 0)], -1)
+            safe = np.maximum(rows, 0)
+            ids = np.where(found, self._ids[safe], -1)
             meta = [
                 [dict(self._meta[r]) if r >= 0 else None for r in row] for row in rows.tolist()
             ]
+            vecs = np.where(found[..., None], self._vecs[safe], 0.0).astype(np.float32) if want_vectors else None
         if self.metric == "l2":
             qsq = np.einsum("qd,qd->q", q, q)[:, None]
             scores = np.where(found, np.maximum(qsq - scores, 0.0), np.inf).astype(np.float32)
-        return scores, ids, meta
+        return scores, ids, meta, vecs
 
     # ------------------------------------------------------------------ persistence
     def _state_arrays(self) -> dict[str, np.ndarray]:

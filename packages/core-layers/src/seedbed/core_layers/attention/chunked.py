@@ -93,7 +93,9 @@ def chunked_attention(
         if hi <= lo:  # no query of this block sees any key
             outs.append(qh.new_zeros(b, h, i1 - i0, v.shape[-1]))
             continue
-        allowed = band_mask(i0, i1 - i0, lo, hi - lo, shift=shift, causal=causal, window=window, device=q.device)
+        allowed = band_mask(
+            i0, i1 - i0, lo, hi - lo, shift=shift, causal=causal, window=window, device=q.device
+        )
         additive = None
         if attn_mask is not None:
             m = _slice_mask(attn_mask, i0, i1, lo, hi)

@@ -32,22 +32,22 @@ from seedbed.core_layers._checks import check_positive_int, check_tensor
 from seedbed.core_layers.attention.masks import band_mask, check_attn_mask, merge_masks
 from seedbed.core_layers.attention.math import math_attention
 
-_flash3_func: Callable[..., Any] | None
-_flash2_func: Callable[..., Any] | None
+_flash3_func: Callable[..., Any] | None = None
+_flash2_func: Callable[..., Any] | None = None
 try:  # FlashAttention-3 (Hopper); a CUDA-only build, absent on CPU machines
-    from flash_attn_interface import flash_attn_func as _flash3_func
+    import flash_attn_interface as _fa3
 
-    _HAS_FLASH3 = True
+    _flash3_func = _fa3.flash_attn_func
 except Exception:  # ImportError, or a broken CUDA extension raising at import
-    _flash3_func = None
-    _HAS_FLASH3 = False
+    pass
 try:  # FlashAttention-2
-    from flash_attn import flash_attn_func as _flash2_func
+    import flash_attn as _fa2
 
-    _HAS_FLASH2 = True
+    _flash2_func = _fa2.flash_attn_func
 except Exception:
-    _flash2_func = None
-    _HAS_FLASH2 = False
+    pass
+_HAS_FLASH3 = _flash3_func is not None
+_HAS_FLASH2 = _flash2_func is not None
 
 __all__ = [
     "BACKENDS",
@@ -83,7 +83,9 @@ def check_qkv(q: object, k: object, v: object) -> tuple[int, int, int, int, int,
     if not qt.dtype == kt.dtype == vt.dtype:
         raise TypeError(f"q, k, v must share one dtype, got {qt.dtype}, {kt.dtype}, {vt.dtype}")
     if not qt.device == kt.device == vt.device:
-        raise ValueError(f"q, k, v must be on one device, got {qt.device}, {kt.device}, {vt.device}")
+        raise ValueError(
+            f"q, k, v must be on one device, got {qt.device}, {kt.device}, {vt.device}"
+        )
     b, s_q, h, d = qt.shape
     if kt.shape[0] != b or vt.shape[0] != b:
         raise ValueError(
@@ -101,7 +103,9 @@ def check_qkv(q: object, k: object, v: object) -> tuple[int, int, int, int, int,
             f"q and k need non-empty sequence, head and head-dim sizes, got q {tuple(qt.shape)}, k {tuple(kt.shape)}"
         )
     if h % h_kv != 0:
-        raise ValueError(f"query heads must be a multiple of KV heads (GQA), got H={h}, H_kv={h_kv}")
+        raise ValueError(
+            f"query heads must be a multiple of KV heads (GQA), got H={h}, H_kv={h_kv}"
+        )
     return b, s_q, s_k, h, h_kv, d
 
 
@@ -217,8 +221,20 @@ def _run_sdpa(
     plain_causal = causal and s_q == s_k and window is None and attn_mask is None
     mask = None
     if not plain_causal:
-        band = band_mask(0, s_q, 0, s_k, shift=s_k - s_q, causal=causal, window=window, device=q.device)
+        band = band_mask(
+            0, s_q, 0, s_k, shift=s_k - s_q, causal=causal, window=window, device=q.device
+        )
         mask = merge_masks(attn_mask, band, q.dtype)
+    # Queries that see no key: give them a harmless row and zero their output afterwards, so
+    # that no kernel (some CUDA ones return NaN there) can produce NaN values or gradients.
+    dead = None
+    if mask is not None:
+        blocked = ~mask if mask.dtype == torch.bool else torch.isneginf(mask)
+        dead = blocked.all(dim=-1, keepdim=True)  # (..., S_q, 1)
+        if bool(dead.any()):
+            mask = mask | dead if mask.dtype == torch.bool else mask.masked_fill(dead, 0.0)
+        else:
+            dead = None
     gqa = h != h_kv
     if gqa and mask is not None:
         # enable_gqa plus a mask falls back to slow kernels on some devices; expand instead.
@@ -236,6 +252,8 @@ def _run_sdpa(
         scale=scale,
         enable_gqa=gqa,
     )  # (B, H, S_q, D_v)
+    if dead is not None:
+        out = out.masked_fill(dead, 0.0)
     return out.transpose(1, 2)  # (B, S_q, H, D_v)
 
 

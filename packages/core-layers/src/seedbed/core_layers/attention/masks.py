@@ -58,7 +58,9 @@ def check_attn_mask(attn_mask: object, batch: int, heads: int, s_q: int, s_k: in
     """Validate a user mask: bool or floating, broadcastable to (B, H, S_q, S_k)."""
     m = check_tensor(attn_mask, "attn_mask", ndim=(0, 1, 2, 3, 4), floating=False)
     if m.dtype != torch.bool and not m.is_floating_point():
-        raise TypeError(f"attn_mask must be bool (True = attend) or floating (additive), got {m.dtype}")
+        raise TypeError(
+            f"attn_mask must be bool (True = attend) or floating (additive), got {m.dtype}"
+        )
     target = (batch, heads, s_q, s_k)
     if not broadcastable(m.shape, target):
         raise ValueError(

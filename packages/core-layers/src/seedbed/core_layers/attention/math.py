@@ -56,7 +56,7 @@ def math_attention(
     Returns:
         (B, S_q, H, D_v), dtype of q.
     """
-    b, s_q, h, d = q.shape
+    _, s_q, h, d = q.shape
     s_k, h_kv = k.shape[1], k.shape[2]
     scale = d**-0.5 if scale is None else scale
     cdtype = torch.promote_types(q.dtype, torch.float32)
@@ -68,7 +68,9 @@ def math_attention(
         s = softcap * torch.tanh(s / softcap)
     if attn_mask is not None and attn_mask.dtype != torch.bool:
         s = s + attn_mask.to(cdtype)
-    allowed = band_mask(0, s_q, 0, s_k, shift=s_k - s_q, causal=causal, window=window, device=q.device)
+    allowed = band_mask(
+        0, s_q, 0, s_k, shift=s_k - s_q, causal=causal, window=window, device=q.device
+    )
     if attn_mask is not None and attn_mask.dtype == torch.bool:
         allowed = attn_mask if allowed is None else attn_mask & allowed
     if allowed is not None:

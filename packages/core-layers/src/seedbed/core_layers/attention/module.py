@@ -61,7 +61,9 @@ class MultiHeadAttention(nn.Module):
         check_positive_int(n_heads, "n_heads")
         n_kv_heads = n_heads if n_kv_heads is None else check_positive_int(n_kv_heads, "n_kv_heads")
         if n_heads % n_kv_heads != 0:
-            raise ValueError(f"n_heads must be a multiple of n_kv_heads, got {n_heads} and {n_kv_heads}")
+            raise ValueError(
+                f"n_heads must be a multiple of n_kv_heads, got {n_heads} and {n_kv_heads}"
+            )
         if head_dim is None:
             if d_model % n_heads != 0:
                 raise ValueError(
@@ -71,20 +73,37 @@ class MultiHeadAttention(nn.Module):
         check_positive_int(head_dim, "head_dim")
         if rope is not None:
             if not isinstance(rope, RotaryEmbedding):
-                raise TypeError(f"rope must be a RotaryEmbedding or None, got {type(rope).__name__}")
+                raise TypeError(
+                    f"rope must be a RotaryEmbedding or None, got {type(rope).__name__}"
+                )
             if rope.head_dim != head_dim:
-                raise ValueError(f"rope.head_dim must equal head_dim {head_dim}, got {rope.head_dim}")
+                raise ValueError(
+                    f"rope.head_dim must equal head_dim {head_dim}, got {rope.head_dim}"
+                )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if window is not None:
             check_positive_int(window, "window")
-        self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = d_model, n_heads, n_kv_heads, head_dim
+        self.d_model, self.n_heads, self.n_kv_heads, self.head_dim = (
+            d_model,
+            n_heads,
+            n_kv_heads,
+            head_dim,
+        )
         self.backend, self.window = backend, window
         o_bias = bias if o_bias is None else o_bias
-        self.q_proj = q_proj if q_proj is not None else nn.Linear(d_model, n_heads * head_dim, bias=bias)
-        self.k_proj = k_proj if k_proj is not None else nn.Linear(d_model, n_kv_heads * head_dim, bias=bias)
-        self.v_proj = v_proj if v_proj is not None else nn.Linear(d_model, n_kv_heads * head_dim, bias=bias)
-        self.o_proj = o_proj if o_proj is not None else nn.Linear(n_heads * head_dim, d_model, bias=o_bias)
+        self.q_proj = (
+            q_proj if q_proj is not None else nn.Linear(d_model, n_heads * head_dim, bias=bias)
+        )
+        self.k_proj = (
+            k_proj if k_proj is not None else nn.Linear(d_model, n_kv_heads * head_dim, bias=bias)
+        )
+        self.v_proj = (
+            v_proj if v_proj is not None else nn.Linear(d_model, n_kv_heads * head_dim, bias=bias)
+        )
+        self.o_proj = (
+            o_proj if o_proj is not None else nn.Linear(n_heads * head_dim, d_model, bias=o_bias)
+        )
         self.rope = rope
 
     def forward(
@@ -132,12 +151,16 @@ class MultiHeadAttention(nn.Module):
                 start = cache.size if cache is not None else 0
                 positions = torch.arange(start, start + s, device=x.device)  # (S,)
             elif positions.shape[-1] != s or positions.ndim not in (1, 2):
-                raise ValueError(f"positions must be (S,) or (B, S) with S={s}, got {tuple(positions.shape)}")
+                raise ValueError(
+                    f"positions must be (S,) or (B, S) with S={s}, got {tuple(positions.shape)}"
+                )
             cos, sin = self.rope(positions)  # (S, 1, D) or (B, S, 1, D)
             q, k = self.rope.rotate(q, cos, sin), self.rope.rotate(k, cos, sin)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, S_total, H_kv, D)
-        out = attention(q, k, v, causal=causal, attn_mask=attn_mask, window=self.window, backend=self.backend)
+        out = attention(
+            q, k, v, causal=causal, attn_mask=attn_mask, window=self.window, backend=self.backend
+        )
         return self.o_proj(out.reshape(b, s, self.n_heads * self.head_dim))  # (B, S, d_model)
 
     def extra_repr(self) -> str:

@@ -41,7 +41,7 @@ def topk_sparse_attention(
     Raises:
         ValueError: if ``k_top > S_k`` (or < 1), naming both.
     """
-    b, s_q, s_k, h, h_kv, d = check_qkv(q, k, v)
+    _, s_q, s_k, h, h_kv, d = check_qkv(q, k, v)
     _check_options(causal, None, None, scale, 0.0)
     check_positive_int(k_top, "k_top")
     if k_top > s_k:

@@ -23,7 +23,14 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-__all__ = ["MODEL_FILE", "STATE_FILE", "latest_checkpoint", "list_checkpoints", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "MODEL_FILE",
+    "STATE_FILE",
+    "latest_checkpoint",
+    "list_checkpoints",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "trainer_state.pt"
@@ -44,7 +51,9 @@ def list_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
     d = Path(directory)
     if not d.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))]
+    found = [
+        (int(m.group(1)), p) for p in d.iterdir() if p.is_dir() and (m := _STEP_DIR.match(p.name))
+    ]
     return [p for _, p in sorted(found)]
 
 

@@ -102,7 +102,11 @@ class BenchmarkResults:
 
     @classmethod
     def from_training(
-        cls, config_name: str, history: Sequence[TrainingMetrics], model: nn.Module | None = None, **measured: Any
+        cls,
+        config_name: str,
+        history: Sequence[TrainingMetrics],
+        model: nn.Module | None = None,
+        **measured: Any,
     ) -> BenchmarkResults:
         """Fill the fields a :class:`Trainer` history (and the model) measured.
 
@@ -120,7 +124,9 @@ class BenchmarkResults:
             res.training_time_s = sum(m.step_time_ms for m in history) / 1000.0
         if model is not None:
             res.num_parameters = sum(p.numel() for p in model.parameters())
-            nbytes = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+            nbytes = sum(
+                t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers())
+            )
             res.model_size_mb = nbytes / 2**20
         return res
 

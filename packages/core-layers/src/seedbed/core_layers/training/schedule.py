@@ -10,7 +10,12 @@ SCHEDULES = ("cosine", "constant")
 
 
 def lr_multiplier(
-    step: int, *, warmup_steps: int, max_steps: int, schedule: str = "cosine", min_lr_ratio: float = 0.1
+    step: int,
+    *,
+    warmup_steps: int,
+    max_steps: int,
+    schedule: str = "cosine",
+    min_lr_ratio: float = 0.1,
 ) -> float:
     """Factor applied to the peak LR for the optimizer step with 0-based index ``step``.
 

@@ -36,7 +36,11 @@ from tqdm.auto import tqdm
 
 from seedbed.core_layers.device import get_device
 from seedbed.core_layers.stability import NumericalStabilityMonitor
-from seedbed.core_layers.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from seedbed.core_layers.training.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from seedbed.core_layers.training.metrics import MetricsLogger, TrainingMetrics
 from seedbed.core_layers.training.schedule import SCHEDULES, lr_multiplier
 
@@ -55,7 +59,10 @@ class TrainerConfig:
     max_steps: int = 1000  # optimizer steps in the whole run (a resumed run counts from 0 too)
     lr: float | None = 3e-4  # peak LR of every param group; None keeps a given optimizer's LRs
     weight_decay: float = 0.0  # AdamW weight decay (only for the optimizer the Trainer builds)
-    betas: tuple[float, float] = (0.9, 0.95)  # AdamW betas (only for the optimizer the Trainer builds)
+    betas: tuple[float, float] = (
+        0.9,
+        0.95,
+    )  # AdamW betas (only for the optimizer the Trainer builds)
     warmup_steps: int = 0  # linear warm-up steps
     schedule: str = "cosine"  # after warm-up: "cosine" (to min_lr_ratio * lr) or "constant"
     min_lr_ratio: float = 0.1  # cosine floor as a fraction of the peak LR
@@ -76,7 +83,11 @@ class TrainerConfig:
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {val!r}")
-        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+        if (
+            isinstance(self.warmup_steps, bool)
+            or not isinstance(self.warmup_steps, int)
+            or self.warmup_steps < 0
+        ):
             raise ValueError(f"warmup_steps must be an int >= 0, got {self.warmup_steps!r}")
         for name in ("save_every", "keep_last"):
             val = getattr(self, name)
@@ -122,7 +133,7 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()  # noqa: NPY002 (the global legacy RNG is what user code seeds)
     return {
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -144,7 +155,7 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))  # noqa: NPY002
 
 
 class Trainer:
@@ -198,11 +209,15 @@ class Trainer:
         self.world_size = dist.get_world_size() if self.distributed else 1
         self.device = device
         if cfg.precision == "fp16" and device.type != "cuda":
-            raise ValueError(f"precision='fp16' needs a CUDA device (GradScaler), got {device}; use 'bf16' on CPU")
+            raise ValueError(
+                f"precision='fp16' needs a CUDA device (GradScaler), got {device}; use 'bf16' on CPU"
+            )
 
         self.module = model.to(device)  # the unwrapped model (for weights, monitor, checkpoints)
         self.model: nn.Module = (
-            DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+            DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
             if self.distributed
             else model
         )
@@ -218,12 +233,16 @@ class Trainer:
                     f"optimizer you pass instead (got weight_decay={cfg.weight_decay}, betas={cfg.betas})"
                 )
         self.optimizer = optimizer
-        self._peak_lrs = [float(cfg.lr) if cfg.lr is not None else float(g["lr"]) for g in optimizer.param_groups]
+        self._peak_lrs = [
+            float(cfg.lr) if cfg.lr is not None else float(g["lr"]) for g in optimizer.param_groups
+        ]
         self.scaler = torch.amp.GradScaler("cuda") if cfg.precision == "fp16" else None
         if monitor is None:
             monitor = NumericalStabilityMonitor(self.module, optimizer)
         elif monitor.model is not self.module:
-            raise ValueError("monitor must watch the model given to the Trainer (the unwrapped module)")
+            raise ValueError(
+                "monitor must watch the model given to the Trainer (the unwrapped module)"
+            )
         elif monitor.optimizer is None:
             monitor.optimizer = optimizer
         self.monitor = monitor
@@ -254,7 +273,11 @@ class Trainer:
     def _lr_mult(self) -> float:
         c = self.config
         mult = lr_multiplier(
-            self.step, warmup_steps=c.warmup_steps, max_steps=c.max_steps, schedule=c.schedule, min_lr_ratio=c.min_lr_ratio
+            self.step,
+            warmup_steps=c.warmup_steps,
+            max_steps=c.max_steps,
+            schedule=c.schedule,
+            min_lr_ratio=c.min_lr_ratio,
         )
         return mult * self.monitor.lr_scale
 
@@ -316,7 +339,9 @@ class Trainer:
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])  # type: ignore[misc]
         ok_loss, issues = self.monitor.check_tensors([loss_t], ["loss"])
         fp16_overflow = self.scaler is not None and not math.isfinite(float(grad_norm))
-        ok_grad, grad_issues = (True, []) if fp16_overflow else self.monitor.check_gradients(grad_norm)
+        ok_grad, grad_issues = (
+            (True, []) if fp16_overflow else self.monitor.check_gradients(grad_norm)
+        )
         issues = issues + grad_issues
 
         recovery = None
@@ -340,7 +365,9 @@ class Trainer:
             try:
                 recovery = self.monitor.recover(issues)
             except RuntimeError:  # exhausted: record the failing step, then stop
-                self._record(self.step + 1, loss_t, lr, grad_norm, t0, n, skipped, "exhausted", issues)
+                self._record(
+                    self.step + 1, loss_t, lr, grad_norm, t0, n, skipped, "exhausted", issues
+                )
                 raise
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
@@ -370,7 +397,9 @@ class Trainer:
             recovery=recovery,
             issues=issues,
             loss_scale=float(self.scaler.get_scale()) if self.scaler is not None else None,
-            peak_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.type == "cuda" else None,
+            peak_memory_mb=torch.cuda.max_memory_allocated(self.device) / 2**20
+            if self.device.type == "cuda"
+            else None,
         )
         self.history.append(m)
         if self._logger is not None and (step % self.config.log_every == 0 or issues):
@@ -412,7 +441,11 @@ class Trainer:
         if not self.monitor.has_snapshot:
             self.monitor.snapshot()
         bar = tqdm(
-            total=cfg.max_steps, initial=self.step, disable=not cfg.progress or self.rank != 0, desc="train", dynamic_ncols=True
+            total=cfg.max_steps,
+            initial=self.step,
+            disable=not cfg.progress or self.rank != 0,
+            desc="train",
+            dynamic_ncols=True,
         )
         last_saved = -1
         try:
@@ -424,14 +457,22 @@ class Trainer:
                     except StopIteration:
                         break
                 if len(micro) < cfg.grad_accum_steps:
-                    log.warning("data ran out after %d micro-batches, at step %d", self.micro_batches_consumed, self.step)
+                    log.warning(
+                        "data ran out after %d micro-batches, at step %d",
+                        self.micro_batches_consumed,
+                        self.step,
+                    )
                     break
                 m = self.train_step(micro)
                 bar.update(1)
                 bar.set_postfix(loss=f"{m.loss:.4g}", lr=f"{m.lr:.2e}", refresh=False)
                 if not m.skipped and self.step % cfg.snapshot_every == 0:
                     self.monitor.snapshot()
-                if cfg.checkpoint_dir is not None and cfg.save_every and self.step % cfg.save_every == 0:
+                if (
+                    cfg.checkpoint_dir is not None
+                    and cfg.save_every
+                    and self.step % cfg.save_every == 0
+                ):
                     self._save_stable()
                     last_saved = self.step
             if cfg.checkpoint_dir is not None and last_saved != self.step:
@@ -470,7 +511,9 @@ class Trainer:
             "monitor": self.monitor.state_dict(),
             "rng": rngs,
             "world_size": self.world_size,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()},
+            "config": {
+                k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.config).items()
+            },
         }
 
     def save_checkpoint(self) -> Path | None:
@@ -486,7 +529,13 @@ class Trainer:
         state = self.state_dict()  # collective under DDP: every rank takes part
         path = None
         if self.rank == 0:
-            path = save_checkpoint(self.config.checkpoint_dir, self.step, self.module, state, keep_last=self.config.keep_last)
+            path = save_checkpoint(
+                self.config.checkpoint_dir,
+                self.step,
+                self.module,
+                state,
+                keep_last=self.config.keep_last,
+            )
         if self.distributed:
             dist.barrier()
         return path
@@ -495,7 +544,9 @@ class Trainer:
         """Restore weights, optimizer, scaler, RNG, monitor and counters from ``path``."""
         state = load_checkpoint(path, self.module)
         if state.get("version") != _STATE_VERSION:
-            raise ValueError(f"checkpoint state version must be {_STATE_VERSION}, got {state.get('version')!r}")
+            raise ValueError(
+                f"checkpoint state version must be {_STATE_VERSION}, got {state.get('version')!r}"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler is not None and state["scaler"] is not None:
             self.scaler.load_state_dict(state["scaler"])

@@ -33,7 +33,7 @@ from aiohttp import web
 from seedbed.sequence_models.generation.sampling import SamplingParams
 from seedbed.sequence_models.serving.engine import EngineConfig, LLMEngine, RequestOutput
 
-__all__ = ["EngineRunner", "ServerConfig", "create_app", "main"]
+__all__ = ["RUNNER_KEY", "EngineRunner", "ServerConfig", "create_app", "main"]
 
 
 @dataclass
@@ -163,6 +163,8 @@ class EngineRunner:
                     self._queues.pop(str(out.request_id), None)
             await asyncio.sleep(0)  # let handlers run between steps
 
+
+RUNNER_KEY = web.AppKey("seedbed_engine_runner", EngineRunner)  # app[RUNNER_KEY] -> the runner
 
 # ------------------------------------------------------------------------------- validation
 _NUM = (int, float)
@@ -524,13 +526,13 @@ async def _errors_as_json(request: web.Request, handler: Callable[[web.Request],
 def create_app(engine: LLMEngine, config: ServerConfig | None = None) -> web.Application:
     """The aiohttp application serving ``engine`` (the engine loop starts with the app).
 
-    ``app["handlers"].runner`` is the :class:`EngineRunner` (its ``cancelled`` counter and the
+    ``app[RUNNER_KEY]`` is the :class:`EngineRunner` (its ``cancelled`` counter and the
     engine's ``counters``/``num_used_blocks`` show cancellations and freed blocks).
     """
     cfg = config or ServerConfig()
     h = _Handlers(engine, cfg)
     app = web.Application(client_max_size=cfg.max_body_bytes, middlewares=[_errors_as_json])
-    app["handlers"] = h
+    app[RUNNER_KEY] = h.runner
     app.router.add_post("/v1/completions", h.completions)
     app.router.add_post("/v1/chat/completions", h.chat_completions)
     app.router.add_get("/v1/models", h.models)
