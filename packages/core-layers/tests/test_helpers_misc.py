@@ -113,6 +113,10 @@ def test_peak_memory_counts_temporaries_and_results():
     peak = peak_memory_bytes(two_temporaries)
     assert 3 * 4 * n <= peak < 3 * 4 * n + 64 * 1024
     assert peak_memory_bytes(lambda: None) == 0
+    kept = []
+    assert peak_memory_bytes(lambda: kept.append(torch.ones(n))) == 4 * n
+    kept.clear()  # freed outside the profiler: must not shift later measurements
+    assert peak_memory_bytes(lambda: torch.ones(n)) == 4 * n
     with pytest.raises(ValueError, match=r"supports 'cpu' and CUDA"):
         peak_memory_bytes(lambda: None, device="meta")
 

@@ -180,3 +180,50 @@ def test_cli(repo, capsys, tmp_path):
     assert "FAILED" in out
     assert "src/b.py" in out
     assert main(["--repo-dir", str(tmp_path / "nope"), "--base", "main", "--head", "x"]) == 2
+
+
+def test_cli_github_mode_uses_list_open_prs(repo, capsys, monkeypatch):
+    # a minimal fake GitHub API on 127.0.0.1 serving the repository's two branches as PRs
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    prs = [
+        {"number": n, "title": b, "head": {"ref": b, "sha": _git(repo, "rev-parse", b)}}
+        | {"base": {"ref": "main"}}
+        for n, b in ((1, "clean"), (2, "conflict"))
+    ]
+
+    async def pulls(request: web.Request) -> web.Response:
+        assert request.query["state"] == "open"
+        return web.json_response(prs)
+
+    app = web.Application()
+    app.router.add_get("/repos/octo/repo/pulls", pulls)
+    runner = web.AppRunner(app)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> str:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    base = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    monkeypatch.delenv("GITHUB_TOKEN", raising=False)
+    try:
+        code = main(["--repo-dir", str(repo), "--github", "octo/repo", "--base-url", base])
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "#1 clean" in out
+    assert "#2 conflict" in out
+    row = next(ln for ln in out.splitlines() if ln.startswith("#2 conflict"))
+    assert row.split()[2:7] == ["FAILED", "0", "2", "0", "0"]

@@ -90,9 +90,13 @@ def test_fully_masked_rows_are_zero_on_every_backend():
     mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
     mask[1, :, 3] = False
     for backend in ("sdpa", "math"):
-        out = attention(q, k, v, attn_mask=mask, backend=backend)
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = attention(*leaves, attn_mask=mask, backend=backend)
         assert torch.equal(out[1, 3], torch.zeros_like(out[1, 3])), backend
         assert torch.isfinite(out).all()
+        out.sum().backward()
+        assert all(torch.isfinite(t.grad).all() for t in leaves), backend
+        assert torch.equal(leaves[0].grad[1, 3], torch.zeros_like(leaves[0].grad[1, 3]))
 
 
 def test_softcap_is_served_by_math_and_refused_by_sdpa():

@@ -23,7 +23,27 @@ from seedbed.core_layers.init import init_residual_scaling, init_weights
 from seedbed.core_layers.kv_cache import KVCache
 from seedbed.core_layers.memory import peak_memory_bytes
 from seedbed.core_layers.mlp import SwiGLU
+from seedbed.core_layers.moe import (
+    HashRouter,
+    MoELayer,
+    Router,
+    RouterOutput,
+    SwitchRouter,
+    load_balancing_loss,
+    moe_dispatch,
+    router_z_loss,
+)
 from seedbed.core_layers.norms import RMSNorm
+from seedbed.core_layers.optim import DeltaGradientDescent, M3Optimizer, newton_schulz
+from seedbed.core_layers.quant import (
+    NF4Linear,
+    NF4Tensor,
+    QuantLoRALinear,
+    apply_quant_lora,
+    dequantize_nf4,
+    lora_parameters,
+    quantize_nf4,
+)
 from seedbed.core_layers.rope import RotaryEmbedding, apply_rotary_emb
 from seedbed.core_layers.stability import NumericalStabilityMonitor
 from seedbed.core_layers.training import (
@@ -63,6 +83,27 @@ __all__ = [  # noqa: RUF022 (grouped by topic, not sorted)
     "init_residual_scaling",
     "init_weights",
     "peak_memory_bytes",
+    # mixture of experts (seed 002, S-1)
+    "HashRouter",
+    "MoELayer",
+    "Router",
+    "RouterOutput",
+    "SwitchRouter",
+    "load_balancing_loss",
+    "moe_dispatch",
+    "router_z_loss",
+    # 4-bit quantized LoRA (seed 002, S-4)
+    "NF4Linear",
+    "NF4Tensor",
+    "QuantLoRALinear",
+    "apply_quant_lora",
+    "dequantize_nf4",
+    "lora_parameters",
+    "quantize_nf4",
+    # Nested Learning optimizers (seed 000)
+    "DeltaGradientDescent",
+    "M3Optimizer",
+    "newton_schulz",
     # training and stability
     "BenchmarkResults",
     "MetricsLogger",

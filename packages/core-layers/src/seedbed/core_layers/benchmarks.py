@@ -21,6 +21,11 @@ from seedbed.core_layers.device import get_device
 from seedbed.core_layers.kv_cache import KVCache
 from seedbed.core_layers.memory import peak_memory_bytes
 from seedbed.core_layers.mlp import SwiGLU
+from seedbed.core_layers.moe_benchmarks import (
+    bench_benchmark_moe,
+    bench_moe_dispatch,
+    bench_moe_vs_dense,
+)
 from seedbed.core_layers.norms import RMSNorm
 from seedbed.core_layers.rope import RotaryEmbedding
 
@@ -142,7 +147,7 @@ def attention_backend_speed(full: bool = False) -> list[dict[str, Any]]:
     in fp32 from the same bf16 inputs.
     """
     b, h, h_kv, d = (2, 8, 2, 64) if full else (1, 8, 2, 64)
-    lengths = [512, 1024, 2048, 4096] if full else [1024]
+    lengths = [512, 1024, 2048] if full else [1024]
     dev = get_device()
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     speedups, errs = [], []
@@ -305,4 +310,7 @@ BENCHMARKS: list[Callable[..., list[dict[str, Any]]]] = [
     chunked_attention_memory,
     attention_backend_speed,
     kv_cache_decode_speed,
+    bench_moe_dispatch,
+    bench_benchmark_moe,
+    bench_moe_vs_dense,
 ]

@@ -3,10 +3,11 @@
 On CPU, PyTorch has no allocator statistics, so :func:`peak_memory_bytes` runs the call under
 ``torch.profiler`` with ``profile_memory=True``: the profiler records every allocation and
 free made through PyTorch's CPU allocator (tensor storage, including scratch buffers that a
-kernel allocates internally) together with the running total of bytes allocated since the
-profiler started. The peak is the largest running total seen. It counts PyTorch tensor memory
-only, not Python objects or memory that third-party libraries malloc themselves. Tensors that
-existed before the call are not counted; tensors the call returns are.
+kernel allocates internally) with the allocator's running total of bytes allocated. The peak
+is the largest running total seen during the call less the total just before its first
+allocation. It counts PyTorch tensor memory only, not Python objects or memory that
+third-party libraries malloc themselves. Tensors that existed before the call are not
+counted; tensors the call returns are.
 
 On CUDA it uses ``torch.cuda.max_memory_allocated`` after resetting the peak, minus the memory
 allocated before the call.
@@ -52,10 +53,18 @@ def peak_memory_bytes(fn: Callable[[], Any], device: str | torch.device = "cpu")
     nodes: list[Any] = []
     for root in prof.profiler.kineto_results.experimental_event_tree():  # type: ignore[union-attr]
         _walk(root, nodes)
-    totals = [
-        n.extra_fields.total_allocated
-        for n in nodes
-        if type(n.extra_fields).__name__ == "_ExtraFields_Allocation"
-        and n.extra_fields.device.type == "cpu"
+    allocs = sorted(
+        (n for n in nodes if type(n.extra_fields).__name__ == "_ExtraFields_Allocation"),
+        key=lambda n: n.start_time_ns,
+    )
+    events = [
+        (n.extra_fields.alloc_size, n.extra_fields.total_allocated)
+        for n in allocs
+        if n.extra_fields.device.type == "cpu"
     ]
-    return int(max(totals, default=0))
+    if not events:
+        return 0
+    # The running total is kept across profiler sessions and can carry an offset (a tensor
+    # allocated while profiling but freed outside): measure from the total before the first event.
+    base = events[0][1] - events[0][0]
+    return int(max(0, max(total for _, total in events) - base))

@@ -31,6 +31,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, flop_registry, register_flop_formula
 
 from seedbed.core_layers.benchmarking import Metric, timed_ratio
+from seedbed.core_layers.mlp import SwiGLU
 from seedbed.core_layers.moe import MoELayer, moe_dispatch, naive_moe
 from seedbed.core_layers.moe.dispatch import resolve_backend
 
@@ -59,19 +60,6 @@ def _grouped_mm_flops(a_shape: Sequence[int], b_shape: Sequence[int], *args: Any
 
 if hasattr(torch.ops.aten, "_grouped_mm") and torch.ops.aten._grouped_mm not in flop_registry:
     register_flop_formula(torch.ops.aten._grouped_mm)(_grouped_mm_flops)
-
-
-class SwiGLUFFN(nn.Module):
-    """The dense baseline: down(silu(gate(x)) · up(x)), the same shape as one expert."""
-
-    def __init__(self, d_model: int, d_ff: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(d_model, d_ff, bias=False)
-        self.up_proj = nn.Linear(d_model, d_ff, bias=False)
-        self.down_proj = nn.Linear(d_ff, d_model, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 def count_params(module: nn.Module) -> int:
@@ -182,7 +170,7 @@ def run_benchmark_moe(router: str, full: bool = False) -> dict[str, float]:
     d, f, e, t = s["d_model"], s["d_ff"], s["num_experts"], s["tokens"]
     k = s["top_k"]
     torch.manual_seed(0)
-    dense = SwiGLUFFN(d, f)
+    dense = SwiGLU(d, f)
     moe = MoELayer(d, f, e, router=router, top_k=k)
     x = torch.randn(t, d)
     ids = torch.randint(0, 50_000, (t,))
@@ -228,7 +216,7 @@ class _ByteLM(nn.Module):
         self.embed = nn.Embedding(256, d_model)
         self.norms = nn.ModuleList(nn.LayerNorm(d_model) for _ in range(n_layers))
         self.ffns = nn.ModuleList(
-            (MoELayer(d_model, d_ff, **moe) if moe is not None else SwiGLUFFN(d_model, d_ff))
+            (MoELayer(d_model, d_ff, **moe) if moe is not None else SwiGLU(d_model, d_ff))
             for _ in range(n_layers)
         )
         self.head = nn.Linear(d_model, 256, bias=False)

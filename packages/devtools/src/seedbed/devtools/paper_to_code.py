@@ -38,9 +38,11 @@ import builtins
 import keyword
 import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["TranspileError", "main", "transpile"]
 
@@ -49,6 +51,7 @@ class TranspileError(ValueError):
     """A LaTeX construct that cannot be translated; ``line`` is its 1-based line number."""
 
     def __init__(self, message: str, line: int) -> None:
+        message = " ".join(message.split())  # one line, even when it quotes the source
         self.line = line
         self.reason = message
         super().__init__(f"line {line}: {message}")
@@ -616,6 +619,8 @@ def _tokenize(text: str, base: int, src: _Source, *, text_mode: bool = False) ->
                     i += 2 + len(tail)
                     continue
                 toks.append(_Tok("name", "_", base + i))
+            elif nxt.isspace() or not nxt:
+                raise err("a backslash followed by no command name", i)
             elif nxt not in ",;:! \\()[]":
                 raise err(f"unknown command \\{nxt}", i)
             i += 2
@@ -714,9 +719,16 @@ def _split_top(
     return parts
 
 
+def _parse(src: str, mode: str = "exec") -> Any:
+    """:func:`ast.parse` without SyntaxWarnings (malformed input is reported, not warned)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return ast.parse(src, mode=mode)
+
+
 def _unparse(src: str, where: str, line: int, mode: str = "eval") -> str:
     try:
-        tree = ast.parse(src, mode=mode)
+        tree = _parse(src, mode=mode)
     except SyntaxError:
         raise TranspileError(f"cannot translate {where!r}", line) from None
     return ast.unparse(tree)
@@ -724,7 +736,7 @@ def _unparse(src: str, where: str, line: int, mode: str = "eval") -> str:
 
 def _plus(src: str, k: int) -> str:
     """``src + k`` simplified: ``n - 1`` + 1 -> ``n``; ``3`` + 1 -> ``4``."""
-    node = ast.parse(src, mode="eval").body
+    node = _parse(src, mode="eval").body
     if isinstance(node, ast.Constant) and isinstance(node.value, int):
         return str(node.value + k)
     if (
@@ -744,7 +756,7 @@ def _plus(src: str, k: int) -> str:
 
 def _fold(src: str) -> str:
     """Constant-fold an integer expression such as ``3 - 1``; anything else is kept."""
-    node = ast.parse(src, mode="eval").body
+    node = _parse(src, mode="eval").body
     if (
         isinstance(node, ast.BinOp)
         and isinstance(node.op, (ast.Add, ast.Sub))
@@ -893,7 +905,7 @@ class _Expr:
                     piece, kind = f"{piece}_{word}", "word"
                 else:
                     index = self.expr(sub)
-                    node = ast.parse(index or "()", mode="eval").body
+                    node = _parse(index or "()", mode="eval").body
                     if isinstance(node, ast.Tuple):
                         index = "][".join(ast.unparse(e) for e in node.elts)
                     piece, kind = f"{piece}[{index}]", "call"
@@ -999,7 +1011,7 @@ class _Expr:
         if v in ("lfloor", "lceil"):
             j = _match(toks, i, self.line)
             inner = self.expr(toks[i + 1 : j])
-            node = ast.parse(inner or "()", mode="eval").body
+            node = _parse(inner or "()", mode="eval").body
             if v == "lfloor" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
                 node.op = ast.FloorDiv()
                 return f"({ast.unparse(node)})", "closed", j + 1
@@ -1243,7 +1255,15 @@ class _Translator:
     def run(self, stmts: Sequence[_Stmt]) -> None:
         for s in stmts:
             try:
-                self.statement(s)
+                try:
+                    self.statement(s)
+                except TranspileError:
+                    raise
+                except (SyntaxError, ValueError):
+                    # a malformed piece that reached an internal parse: same clear error
+                    raise TranspileError(
+                        f"cannot translate {s.source!r}", self.line(s.pos)
+                    ) from None
             except TranspileError as e:
                 if not self.lenient:
                     raise
@@ -1422,7 +1442,7 @@ class _Translator:
             joiner = f" {aug} " if aug else " = "
             code = joiner.join(pieces)
             try:
-                tree = ast.parse(code)
+                tree = _parse(code)
             except SyntaxError:
                 raise TranspileError(f"cannot translate assignment {where!r}", ln) from None
             self.emit(ast.unparse(tree))
@@ -1430,7 +1450,7 @@ class _Translator:
             return
         value = self.x.expr(toks)
         code = _unparse(value, where, ln)
-        node = ast.parse(code, mode="eval").body
+        node = _parse(code, mode="eval").body
         if not isinstance(node, ast.Call):
             raise TranspileError(
                 f"cannot translate {where!r}: a statement must assign, call or return", ln
@@ -1478,7 +1498,7 @@ class _Translator:
     @staticmethod
     def check_for(header: str, where: str, ln: int) -> str:
         try:
-            tree = ast.parse(f"for {header}:\n    pass")
+            tree = _parse(f"for {header}:\n    pass")
         except SyntaxError:
             raise TranspileError(f"cannot translate loop header {where!r}", ln) from None
         return ast.unparse(tree).splitlines()[0][4:-1]
@@ -1505,7 +1525,7 @@ class _Translator:
             params.append(pname)
         header = f"{name}({', '.join(params)})"
         try:
-            ast.parse(f"def {header}:\n    pass")
+            _parse(f"def {header}:\n    pass")
         except SyntaxError:
             raise TranspileError(f"cannot translate \\{s.cmd} header {header!r}", ln) from None
         return header
@@ -1528,20 +1548,29 @@ _END_RE = re.compile(r"\\end\{algorithmic\}")
 _CAPTION_RE = re.compile(r"\\caption\{([^{}]*)\}")
 
 
-def _environments(src: _Source) -> list[tuple[int, int, str]]:
-    """(start, end, caption) of each algorithmic body, or the whole text when there is none."""
+def _environments(
+    src: _Source, lenient: bool = False
+) -> list[tuple[int, int, str, TranspileError | None]]:
+    """(start, end, caption, problem) of each algorithmic body, or the whole text when there
+    is none. ``problem`` is a structural error that lenient mode turns into a TODO line."""
     text = src.text
     found = list(_ENV_RE.finditer(text))
     if not found:
-        return [(0, len(text), "")]
-    envs = []
-    for m in found:
+        return [(0, len(text), "", None)]
+    envs: list[tuple[int, int, str, TranspileError | None]] = []
+    for k, m in enumerate(found):
+        problem = None
         e = _END_RE.search(text, m.end())
-        if e is None:
-            raise TranspileError("unclosed \\begin{algorithmic}", src.line(m.start()))
-        nxt = _ENV_RE.search(text, m.end())
-        if nxt is not None and nxt.start() < e.start():
-            raise TranspileError("nested \\begin{algorithmic}", src.line(nxt.start()))
+        nxt = found[k + 1] if k + 1 < len(found) else None
+        if e is None or (nxt is not None and nxt.start() < e.start()):
+            what = "unclosed" if e is None else "nested"
+            at = m.start() if e is None else nxt.start()  # type: ignore[union-attr]
+            problem = TranspileError(f"{what} \\begin{{algorithmic}}", src.line(at))
+            if not lenient:
+                raise problem
+            stop = nxt.start() if nxt is not None else len(text)
+            envs.append((m.end(), stop, "", problem))
+            continue
         # the caption of the enclosing algorithm float, before or after the body
         begin = text.rfind("\\begin{algorithm}", 0, m.start())
         if begin >= 0 and text.find("\\end{algorithm}", begin, m.start()) >= 0:
@@ -1549,7 +1578,7 @@ def _environments(src: _Source) -> list[tuple[int, int, str]]:
         end_float = text.find("\\end{algorithm}", e.end())
         window = text[max(begin, 0) : end_float if end_float >= 0 else e.end()]
         cap = _CAPTION_RE.search(window) if begin >= 0 else None
-        envs.append((m.end(), e.start(), cap.group(1) if cap else ""))
+        envs.append((m.end(), e.start(), cap.group(1) if cap else "", problem))
     return envs
 
 
@@ -1562,7 +1591,7 @@ def _snake(caption: str) -> str:
 
 
 def _needs_wrap(code: str) -> bool:
-    tree = ast.parse(code)
+    tree = _parse(code)
 
     def visit(node: ast.AST, in_def: bool) -> bool:
         if isinstance(node, ast.Return) and not in_def:
@@ -1653,7 +1682,7 @@ def _free_names(body: str, known: set[str]) -> list[str]:
     Names only ever called (``Helper(x)``) are functions the caller provides, not inputs.
     """
     v = _FirstUse()
-    v.visit(ast.parse(body))
+    v.visit(_parse(body))
     out = []
     for name, how in v.first.items():
         if how != "load" or name in known or name == "math" or hasattr(builtins, name):
@@ -1732,8 +1761,10 @@ def transpile(latex: str, *, lenient: bool = False) -> str:
     chunks: list[str] = []
     uses_todo = False
     used: set[str] = set()
-    for start, end, caption in _environments(src):
+    for start, end, caption, problem in _environments(src, lenient):
         tr = _Translator(src, lenient)
+        if problem is not None:
+            tr.emit(f"# TODO: line {problem.line}: {problem.reason}")
         try:
             stmts = _scan(src, start, end)
         except TranspileError as e:
@@ -1754,7 +1785,7 @@ def transpile(latex: str, *, lenient: bool = False) -> str:
     if uses_todo:
         head += ["", "", _TODO_HELPER]
     out = "\n".join(head) + ("\n\n\n" if body else "\n") + body + ("\n" if body else "")
-    ast.parse(out)  # every statement was checked on its own; the module must parse too
+    _parse(out)  # every statement was checked on its own; the module must parse too
     return out
 
 

@@ -101,7 +101,8 @@ class DeltaGradientDescent(Optimizer):
                 f"inputs must end with in_features={weight.shape[-1]}, got x {tuple(x.shape)} "
                 f"for weight {tuple(weight.shape)}"
             )
-        x2 = x.detach().reshape(-1, x.shape[-1]).to(torch.float32)  # (N, in)
+        work = torch.promote_types(x.dtype, torch.float32)
+        x2 = x.detach().reshape(-1, x.shape[-1]).to(work)  # (N, in)
         cov = x2.mT @ x2  # (in, in)
         prev = self._inputs.get(id(weight))
         self._inputs[id(weight)] = (cov, x2.shape[0]) if prev is None else (prev[0] + cov, prev[1] + x2.shape[0])
@@ -134,11 +135,12 @@ class DeltaGradientDescent(Optimizer):
                 if lam > 0 and rec is not None:
                     cov, count = rec
                     c = cov / count  # (in, in) mean x xᵀ
-                    a = torch.eye(c.shape[0], dtype=c.dtype, device=c.device) + (lr * lam) * c
-                    target = (p.to(torch.float32) - lr * grad.to(torch.float32)).mT  # (in, out)
-                    # W_{t+1} = (W_t − η g) A⁻¹ with A symmetric positive definite
-                    chol = torch.linalg.cholesky(a)
-                    new = torch.cholesky_solve(target, chol).mT  # (out, in)
+                    work = torch.promote_types(c.dtype, p.dtype)
+                    c = c.to(work)
+                    a = torch.eye(c.shape[0], dtype=work, device=c.device) + (lr * lam) * c
+                    target = (p.to(work) - lr * grad.to(work)).mT  # (in, out)
+                    # W_{t+1} = (W_t − η g) A⁻¹, A = I + ηλC symmetric positive definite
+                    new = torch.linalg.solve(a, target).mT  # (out, in)
                     p.copy_(new.to(p.dtype))
                 else:
                     if lam > 0 and p.dim() == 2:

@@ -43,8 +43,8 @@ def newton_schulz(
 ) -> torch.Tensor:
     """Approximately orthogonalize ``m`` (its singular values pushed to 1).
 
-    Tensors with more than two dims are treated as (shape[0], prod(rest)); 1-D tensors as a
-    column, whose polar factor is m / ‖m‖. Computed in fp32 (or fp64 for fp64 input).
+    Tensors with more than two dims are treated as (shape[0], prod(rest)); a 1-D tensor is a
+    column, whose polar factor m / ‖m‖ is returned directly. Computed in fp32 (fp64 for fp64).
 
     Args:
         m: tensor to orthogonalize.
@@ -60,8 +60,10 @@ def newton_schulz(
         raise ValueError(f"steps and polish_steps must be >= 0, got {steps}, {polish_steps}")
     shape, dtype = m.shape, m.dtype
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    x = m.reshape(shape[0], -1) if m.dim() >= 2 else m.reshape(-1, 1)
-    x = x.to(work)
+    if m.dim() < 2:  # a column's polar factor is the normalised column itself
+        v = m.to(work)
+        return (v / (torch.linalg.vector_norm(v) + eps)).to(dtype)
+    x = m.reshape(shape[0], -1).to(work)
     transpose = x.shape[0] > x.shape[1]
     if transpose:
         x = x.mT  # iterate on the smaller Gram matrix

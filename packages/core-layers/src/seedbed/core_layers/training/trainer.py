@@ -464,8 +464,8 @@ class Trainer:
                     )
                     break
                 m = self.train_step(micro)
-                bar.update(1)
                 bar.set_postfix(loss=f"{m.loss:.4g}", lr=f"{m.lr:.2e}", refresh=False)
+                bar.update(1)
                 if not m.skipped and self.step % cfg.snapshot_every == 0:
                     self.monitor.snapshot()
                 if (

@@ -39,6 +39,9 @@ class AttentionMixer(SequenceMixer[AttentionState]):
     Args:
         d_model: model dimension D.
         n_heads: number of heads (head dim D / n_heads, even).
+        bias: biases in the projections. With RoPE and no positional embedding, the q/k
+            biases are what lets a head attend by relative position alone (e.g. to the
+            previous token, the first half of an induction circuit).
         rope_theta: RoPE base.
         backend: attention backend for core-layers' :func:`attention`.
 
@@ -49,7 +52,15 @@ class AttentionMixer(SequenceMixer[AttentionState]):
     state_cls = AttentionState
     mode = "parallel"
 
-    def __init__(self, d_model: int, n_heads: int = 1, *, rope_theta: float = 10000.0, backend: str = "auto"):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int = 1,
+        *,
+        bias: bool = True,
+        rope_theta: float = 10000.0,
+        backend: str = "auto",
+    ):
         super().__init__()
         if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
@@ -57,7 +68,7 @@ class AttentionMixer(SequenceMixer[AttentionState]):
             raise ValueError(f"n_heads must be a positive int dividing d_model={d_model}, got {n_heads!r}")
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
         self.attn = MultiHeadAttention(
-            d_model, n_heads, rope=RotaryEmbedding(self.head_dim, rope_theta=rope_theta), backend=backend
+            d_model, n_heads, bias=bias, rope=RotaryEmbedding(self.head_dim, rope_theta=rope_theta), backend=backend
         )
 
     def init_state(self, batch_size, *, device=None, dtype=None) -> AttentionState:  # type: ignore[no-untyped-def]

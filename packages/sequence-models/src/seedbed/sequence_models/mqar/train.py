@@ -26,17 +26,24 @@ class TrainConfig:
     d_model: int = 128  # residual width
     n_layers: int = 2  # blocks (the issue: 2 layers for every mixer)
     mixer_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides default_mixer_kwargs
-    d_ffn: int | None = None  # SwiGLU width (None = 4 D, 0 = no MLP)
+    d_ffn: int | None = 0  # SwiGLU width (None = 4 D); 0 = no MLP, as Zoology's Figure-2 models
     lr: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.1  # AdamW weight decay (Zoology: 0.1)
     batch_size: int = 64  # sequences per step
     epochs: float = 1.0  # passes over the training set (may be fractional)
+    max_steps: int | None = None  # stop after this many steps (caps epochs)
+    time_budget_s: float | None = None  # stop when training has taken this long
+    device: str = "cpu"  # where to train ("cuda" on a GPU box)
     warmup_frac: float = 0.05  # linear warm-up share of the steps, then cosine decay to 0
     eval_batch_size: int = 256
     seed: int = 0  # model init and batch order
     progress: bool = True  # tqdm bar
 
     def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be > 0 or None, got {self.time_budget_s}")
         if not self.lr > 0 or not self.epochs > 0 or not 0 <= self.warmup_frac < 1:
             raise ValueError(
                 f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
@@ -114,7 +121,8 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
             vocab_size=dcfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, mixer=cfg.mixer,
             mixer_kwargs=kwargs, d_ffn=cfg.d_ffn,
         )
-    )  # fmt: skip
+    ).to(cfg.device)  # fmt: skip
+    train_x, train_y = data.train_inputs.to(cfg.device), data.train_labels.to(cfg.device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -125,40 +133,51 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
     n_train = data.train_inputs.shape[0]
     steps_per_epoch = max(1, n_train // cfg.batch_size)
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    if cfg.max_steps is not None:
+        total_steps = min(total_steps, cfg.max_steps)
     warmup = int(cfg.warmup_frac * total_steps)
 
-    def lr_at(step: int) -> float:
-        if step < warmup:
-            return cfg.lr * (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    def lr_at(step: int, elapsed: float) -> float:
+        """Linear warm-up, then cosine decay over the steps (or the time budget, if sooner)."""
+        progress = step / total_steps
+        if cfg.time_budget_s is not None:
+            progress = max(progress, elapsed / cfg.time_budget_s)
+        if step < warmup and progress < cfg.warmup_frac:
+            return cfg.lr * (step + 1) / max(warmup, 1)
+        frac = (progress - cfg.warmup_frac) / (1 - cfg.warmup_frac)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
 
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(n_train, generator=g)
     model.train()
-    loss_val, t0 = float("nan"), time.perf_counter()
+    loss_val, t0, steps_done = float("nan"), time.perf_counter(), 0
     bar = tqdm(range(total_steps), desc=f"{cfg.mixer} L={dcfg.seq_len}", disable=not cfg.progress, leave=False)
     for step in bar:
+        elapsed = time.perf_counter() - t0
+        if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
+            break
         pos = (step % steps_per_epoch) * cfg.batch_size
         if step and pos == 0:
             perm = torch.randperm(n_train, generator=g)
-        idx = perm[pos : pos + cfg.batch_size]
+        idx = perm[pos : pos + cfg.batch_size].to(cfg.device)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        logits, target = _masked_logits(model, data.train_inputs[idx], data.train_labels[idx])
+            group["lr"] = lr_at(step, elapsed)
+        logits, target = _masked_logits(model, train_x[idx], train_y[idx])
         loss = F.cross_entropy(logits, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         loss_val = loss.item()
+        steps_done = step + 1
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss_val:.3f}")
+    bar.close()
     train_s = time.perf_counter() - t0
-    acc = evaluate(model, data.test_inputs, data.test_labels, cfg.eval_batch_size)
-    tokens = total_steps * cfg.batch_size * dcfg.seq_len
+    acc = evaluate(model, data.test_inputs.to(cfg.device), data.test_labels.to(cfg.device), cfg.eval_batch_size)
+    tokens = steps_done * cfg.batch_size * dcfg.seq_len
     return model, MQARResult(
         mixer=cfg.mixer, seq_len=dcfg.seq_len, num_kv_pairs=dcfg.num_kv_pairs, d_model=cfg.d_model,
         lr=cfg.lr, test_accuracy=acc, final_train_loss=loss_val, train_tokens_per_s=tokens / train_s,
-        steps=total_steps, train_seconds=train_s, num_parameters=model.num_parameters(),
+        steps=steps_done, train_seconds=train_s, num_parameters=model.num_parameters(),
     )  # fmt: skip
