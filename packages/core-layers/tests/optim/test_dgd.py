@@ -54,7 +54,9 @@ def test_single_input_step_is_eq57(decay: float) -> None:
     opt.step()
     grad_y = (y - target).detach()  # ∇_y L
     eta_p = lr / (1 + lr * decay * x.dot(x))
-    expected = w0 @ (torch.eye(6, dtype=torch.float64) - eta_p * decay * torch.outer(x, x)) - eta_p * torch.outer(grad_y, x)
+    expected = w0 @ (
+        torch.eye(6, dtype=torch.float64) - eta_p * decay * torch.outer(x, x)
+    ) - eta_p * torch.outer(grad_y, x)
     torch.testing.assert_close(lin.weight.detach(), expected, rtol=1e-12, atol=1e-12)
 
 

@@ -10,7 +10,9 @@ from torch import nn
 from seedbed.core_layers.optim import CUBIC, M3Optimizer, newton_schulz
 
 
-@pytest.mark.parametrize("shape", [(64, 32), (32, 64), (256, 64), (48, 8, 3)], ids=["64x32", "32x64", "256x64", "48x8x3"])
+@pytest.mark.parametrize(
+    "shape", [(64, 32), (32, 64), (256, 64), (48, 8, 3)], ids=["64x32", "32x64", "256x64", "48x8x3"]
+)
 def test_newton_schulz_singular_values_near_one(shape) -> None:
     m = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
     o = newton_schulz(m)  # M3's default: 5 Muon steps + 2 cubic polishing steps
@@ -20,7 +22,9 @@ def test_newton_schulz_singular_values_near_one(shape) -> None:
     u, _, vh = torch.linalg.svd(m.reshape(shape[0], -1), full_matrices=False)
     torch.testing.assert_close(o.reshape(shape[0], -1), u @ vh, atol=0.1, rtol=0)
     # the classical cubic iteration converges all the way
-    s3 = torch.linalg.svdvals(newton_schulz(m, 12, coefficients=CUBIC, polish_steps=0).reshape(shape[0], -1))
+    s3 = torch.linalg.svdvals(
+        newton_schulz(m, 12, coefficients=CUBIC, polish_steps=0).reshape(shape[0], -1)
+    )
     assert (s3 - 1).abs().max() < 1e-3
 
 
@@ -76,7 +80,9 @@ def test_first_steps_follow_algorithm_1_as_printed() -> None:
     p = nn.Parameter(torch.randn(12, 5, dtype=torch.float64))
     p0 = p.detach().clone()
     b1, b2, b3, lr, eps, alpha = 0.9, 0.5, 0.7, 0.01, 1e-8, 0.3
-    opt = M3Optimizer([p], lr=lr, betas=(b1, b2, b3), alpha=alpha, eps=eps, frequency=2, accumulate="sum")
+    opt = M3Optimizer(
+        [p], lr=lr, betas=(b1, b2, b3), alpha=alpha, eps=eps, frequency=2, accumulate="sum"
+    )
     grads = [torch.randn(12, 5, dtype=torch.float64) for _ in range(3)]
     p.grad = grads[0]
     opt.step()

@@ -75,7 +75,8 @@ def test_merge_unmerge_on_nf4_base_restores_exactly() -> None:
     base = layer.base_layer
     assert isinstance(base, NF4Linear)
     target = NF4Linear.from_weight(
-        (buffers_dequant := NF4Linear.from_linear(lin).dequantized_weight()) + layer.delta_weight().detach(),
+        (buffers_dequant := NF4Linear.from_linear(lin).dequantized_weight())
+        + layer.delta_weight().detach(),
         lin.bias,
     )
     torch.testing.assert_close(base.dequantized_weight(), target.dequantized_weight())
@@ -98,11 +99,20 @@ def test_apply_quant_lora_replaces_and_freezes() -> None:
             lin = getattr(ref, name)
             lin.weight.copy_(quantize_nf4(lin.weight).dequantize())
     apply_quant_lora(model, target_modules=["q_proj", "v_proj"], r=4)
-    assert isinstance(model.q_proj, QuantLoRALinear) and isinstance(model.q_proj.base_layer, NF4Linear)
+    assert isinstance(model.q_proj, QuantLoRALinear) and isinstance(
+        model.q_proj.base_layer, NF4Linear
+    )
     assert isinstance(model.out, nn.Linear)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"q_proj.lora_A.weight", "q_proj.lora_B.weight", "v_proj.lora_A.weight", "v_proj.lora_B.weight"}
-    assert {id(p) for p in lora_parameters(model)} == {id(p) for n, p in model.named_parameters() if n in trainable}
+    assert trainable == {
+        "q_proj.lora_A.weight",
+        "q_proj.lora_B.weight",
+        "v_proj.lora_A.weight",
+        "v_proj.lora_B.weight",
+    }
+    assert {id(p) for p in lora_parameters(model)} == {
+        id(p) for n, p in model.named_parameters() if n in trainable
+    }
     torch.testing.assert_close(model(x), ref(x))  # fresh adapters: only the NF4 base counts
     model(x).sum().backward()
     assert model.q_proj.lora_A.weight.grad is not None

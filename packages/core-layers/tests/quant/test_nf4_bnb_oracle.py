@@ -37,7 +37,9 @@ def test_packed_and_absmax_exactly_equal(bnbf, shape, double_quant: bool, dtype)
     g = torch.Generator().manual_seed(hash(shape) % 2**31)
     w = (torch.randn(*shape, generator=g) * 0.02).to(dtype)
     ours = quantize_nf4(w, 64, double_quant, pad=w.numel() % 64 != 0)
-    packed, state = bnbf.quantize_4bit(w, blocksize=64, quant_type="nf4", compress_statistics=double_quant)
+    packed, state = bnbf.quantize_4bit(
+        w, blocksize=64, quant_type="nf4", compress_statistics=double_quant
+    )
     ref_packed = packed.reshape(-1)
     assert torch.equal(ours.packed[: ref_packed.numel()], ref_packed)
     assert torch.equal(ours.absmax, state.absmax)

@@ -46,7 +46,14 @@ def _batch(data: torch.Tensor, g: torch.Generator, n: int) -> tuple[torch.Tensor
     return win[:, :CTX], win[:, CTX]
 
 
-def _train(model: nn.Module, params: list[nn.Parameter], data: torch.Tensor, steps: int, lr: float, seed: int) -> None:
+def _train(
+    model: nn.Module,
+    params: list[nn.Parameter],
+    data: torch.Tensor,
+    steps: int,
+    lr: float,
+    seed: int,
+) -> None:
     opt = torch.optim.Adam(params, lr=lr)
     g = torch.Generator().manual_seed(seed)
     for _ in range(steps):

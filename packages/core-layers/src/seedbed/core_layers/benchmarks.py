@@ -254,7 +254,7 @@ def kv_cache_decode_speed(full: bool = False) -> list[dict[str, Any]]:
     """
     torch.manual_seed(0)
     dev = get_device()
-    model = _TinyDecoder().to(dev).eval()
+    model = _TinyDecoder(d=512, n_layers=2, n_heads=8, n_kv=2).to(dev).eval()
     n_new = 32 if full else 8
     contexts = [128, 256, 512, 1024] if full else [512]
     tps_cache, tps_re, ratios = [], [], []
@@ -274,7 +274,7 @@ def kv_cache_decode_speed(full: bool = False) -> list[dict[str, Any]]:
     finally:
         torch.set_num_threads(threads)
     note = (
-        f"2-layer d=256 decoder (H=4, H_kv=2, RoPE), batch 1, {n_new} greedy tokens after 512 context, "
+        f"2-layer d=512 decoder (H=8, H_kv=2, D=64, RoPE), batch 1, {n_new} greedy tokens after 512 context, "
         f"fp32 {dev.type}, 1 CPU thread"
     )
     series = [

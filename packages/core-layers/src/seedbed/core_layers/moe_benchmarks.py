@@ -48,7 +48,9 @@ ROUTERS = ("hash", "switch")
 
 
 # FlopCounterMode has no formula for grouped_mm; count 2·M·K·N like any GEMM.
-def _grouped_mm_flops(a_shape: Sequence[int], b_shape: Sequence[int], *args: Any, **kwargs: Any) -> int:
+def _grouped_mm_flops(
+    a_shape: Sequence[int], b_shape: Sequence[int], *args: Any, **kwargs: Any
+) -> int:
     if len(a_shape) == 2 and len(b_shape) == 3:  # (M, K) x (G, K, N), jagged M
         return 2 * a_shape[0] * a_shape[1] * b_shape[2]
     if len(a_shape) == 2 and len(b_shape) == 2:  # (K, M) x (M, N) jagged M -> (G, K, N)
@@ -82,7 +84,14 @@ def _fwd_bwd(module: nn.Module, loss_of: Callable[[], torch.Tensor]) -> Callable
     return run
 
 
-def _metric(name: str, value: float, unit: str = "", target: float | None = None, higher: bool = True, note: str = "") -> dict[str, Any]:
+def _metric(
+    name: str,
+    value: float,
+    unit: str = "",
+    target: float | None = None,
+    higher: bool = True,
+    note: str = "",
+) -> dict[str, Any]:
     return Metric(name, float(value), unit, target, higher, note=note).as_dict()
 
 
@@ -139,7 +148,9 @@ def bench_moe_dispatch(full: bool = False) -> list[dict[str, Any]]:
         _, _, fwdbwd = timed_ratio(loop_fb, grouped_fb, repeats=repeats)
         is_auto = b == auto
         out.append(_metric(f"moe_{b}_max_abs_err_vs_loop", err, "", 1e-5, False, note))
-        out.append(_metric(f"moe_{b}_fwd_speedup_vs_loop", fwd, "x", 1.5 if is_auto else None, True, note))
+        out.append(
+            _metric(f"moe_{b}_fwd_speedup_vs_loop", fwd, "x", 1.5 if is_auto else None, True, note)
+        )
         out.append(_metric(f"moe_{b}_fwdbwd_speedup_vs_loop", fwdbwd, "x", None, True, note))
     return out
 
@@ -197,7 +208,13 @@ def _default_corpus(max_bytes: int) -> bytes:
     # the Python standard library's own source, present on every machine (DESIGN: offline data)
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     data = b""
-    for name in ("argparse.py", "typing.py", "dataclasses.py", "functools.py", "collections/__init__.py"):
+    for name in (
+        "argparse.py",
+        "typing.py",
+        "dataclasses.py",
+        "functools.py",
+        "collections/__init__.py",
+    ):
         p = stdlib / name
         if p.exists():
             data += p.read_bytes()
@@ -240,7 +257,9 @@ def _model_sizes(full: bool) -> dict[str, int]:
     return dict(d_model=64, d_ff=128, n_layers=2, num_experts=8, top_k=2, batch=2, seq=128)
 
 
-def run_moe_vs_dense(router: str, full: bool = False, data: bytes | None = None) -> dict[str, float]:
+def run_moe_vs_dense(
+    router: str, full: bool = False, data: bytes | None = None
+) -> dict[str, float]:
     """A byte-level LM with dense FFN blocks against the same LM with MoE blocks.
 
     The hash router hashes the byte ids (Hash Layers); the switch router learns its gate.
@@ -257,7 +276,10 @@ def run_moe_vs_dense(router: str, full: bool = False, data: bytes | None = None)
     torch.manual_seed(0)
     dense = _ByteLM(s["d_model"], s["d_ff"], s["n_layers"], None)
     moe = _ByteLM(
-        s["d_model"], s["d_ff"], s["n_layers"], dict(num_experts=s["num_experts"], router=router, top_k=s["top_k"])
+        s["d_model"],
+        s["d_ff"],
+        s["n_layers"],
+        dict(num_experts=s["num_experts"], router=router, top_k=s["top_k"]),
     )
     res: dict[str, float] = {k: float(v) for k, v in s.items()}
     res["dense_params"] = count_params(dense)
@@ -272,7 +294,9 @@ def run_moe_vs_dense(router: str, full: bool = False, data: bytes | None = None)
 
         return f
 
-    t_dense, t_moe, _ = timed_ratio(_fwd_bwd(dense, loss_of(dense)), _fwd_bwd(moe, loss_of(moe)), repeats=3)
+    t_dense, t_moe, _ = timed_ratio(
+        _fwd_bwd(dense, loss_of(dense)), _fwd_bwd(moe, loss_of(moe)), repeats=3
+    )
     res["dense_fwdbwd_s"], res["moe_fwdbwd_s"] = t_dense, t_moe
     return res
 
@@ -286,7 +310,14 @@ def _as_metrics(prefix: str, router: str, res: dict[str, float], note: str) -> l
         _metric(f"{p}_dense_fwd_gflops", res["dense_fwd_flops"] / 1e9, "GFLOP", note=note),
         _metric(f"{p}_moe_fwd_gflops", res["moe_fwd_flops"] / 1e9, "GFLOP", note=note),
         _metric(f"{p}_flop_ratio", res["moe_fwd_flops"] / res["dense_fwd_flops"], "x", note=note),
-        _metric(f"{p}_fwdbwd_time_ratio", res["moe_fwdbwd_s"] / res["dense_fwdbwd_s"], "x", None, False, note),
+        _metric(
+            f"{p}_fwdbwd_time_ratio",
+            res["moe_fwdbwd_s"] / res["dense_fwdbwd_s"],
+            "x",
+            None,
+            False,
+            note,
+        ),
     ]
 
 
@@ -330,14 +361,20 @@ def _print_side_by_side(title: str, res: dict[str, float]) -> None:
         ("fwd+bwd time (s)", "dense_fwdbwd_s", "moe_fwdbwd_s", "{:>16.4f}"),
     ]
     for label, a, b, fmt in rows:
-        print(f"{label:<24}" + fmt.format(res[a]) + fmt.format(res[b]) + f"{res[b] / res[a]:>12.2f}")
+        print(
+            f"{label:<24}" + fmt.format(res[a]) + fmt.format(res[b]) + f"{res[b] / res[a]:>12.2f}"
+        )
 
 
 def benchmark_moe_main(argv: Sequence[str] | None = None) -> int:
     """``seedbed-benchmark-moe``: one MoE layer vs one dense FFN."""
-    ap = argparse.ArgumentParser(prog="seedbed-benchmark-moe", description=run_benchmark_moe.__doc__)
+    ap = argparse.ArgumentParser(
+        prog="seedbed-benchmark-moe", description=run_benchmark_moe.__doc__
+    )
     ap.add_argument("--router", choices=ROUTERS, default="hash")
-    ap.add_argument("--full", action="store_true", help="D=512 F=2048 E=8 T=8192 instead of the quick size")
+    ap.add_argument(
+        "--full", action="store_true", help="D=512 F=2048 E=8 T=8192 instead of the quick size"
+    )
     args = ap.parse_args(argv)
     res = run_benchmark_moe(args.router, args.full)
     _print_side_by_side(
@@ -370,7 +407,9 @@ def moe_vs_dense_main(argv: Sequence[str] | None = None) -> int:
 
 def moe_dispatch_main(argv: Sequence[str] | None = None) -> int:
     """``seedbed-moe-dispatch``: grouped dispatch vs per-expert loop."""
-    ap = argparse.ArgumentParser(prog="seedbed-moe-dispatch", description=bench_moe_dispatch.__doc__)
+    ap = argparse.ArgumentParser(
+        prog="seedbed-moe-dispatch", description=bench_moe_dispatch.__doc__
+    )
     ap.add_argument("--full", action="store_true", help="E=64 top-2 T=8192 D=512 F=1024")
     args = ap.parse_args(argv)
     for m in bench_moe_dispatch(args.full):

@@ -165,9 +165,13 @@ def moe_dispatch(
     if expert_index.dim() != 2 or expert_index.shape[0] != t:
         raise ValueError(f"expert_index must be ({t}, k), got {tuple(expert_index.shape)}")
     if gates.shape != expert_index.shape:
-        raise ValueError(f"gates must match expert_index {tuple(expert_index.shape)}, got {tuple(gates.shape)}")
+        raise ValueError(
+            f"gates must match expert_index {tuple(expert_index.shape)}, got {tuple(gates.shape)}"
+        )
     if keep is not None and keep.shape != expert_index.shape:
-        raise ValueError(f"keep must match expert_index {tuple(expert_index.shape)}, got {tuple(keep.shape)}")
+        raise ValueError(
+            f"keep must match expert_index {tuple(expert_index.shape)}, got {tuple(keep.shape)}"
+        )
     kind = resolve_backend(backend, x.device, x.dtype, d, two_f // 2)
     k = expert_index.shape[1]
 

@@ -74,16 +74,22 @@ class MoELayer(nn.Module):
                     f"router.num_experts ({router.num_experts}) must equal num_experts ({num_experts})"
                 )
             if (top_k, capacity_factor, jitter) != (2, None, 0.0):
-                raise ValueError("pass top_k/capacity_factor/jitter to the router instance, not to MoELayer")
+                raise ValueError(
+                    "pass top_k/capacity_factor/jitter to the router instance, not to MoELayer"
+                )
             self.router = router
         elif router == "switch":
             self.router = SwitchRouter(d_model, num_experts, top_k, capacity_factor, jitter)
         elif router == "hash":
             if capacity_factor is not None or jitter:
-                raise ValueError("the hash router has no capacity_factor or jitter; leave them unset")
+                raise ValueError(
+                    "the hash router has no capacity_factor or jitter; leave them unset"
+                )
             self.router = HashRouter(num_experts, top_k, seed=hash_seed)
         else:
-            raise ValueError(f"router must be 'switch', 'hash' or a Router instance, got {router!r}")
+            raise ValueError(
+                f"router must be 'switch', 'hash' or a Router instance, got {router!r}"
+            )
         self.d_model, self.d_ff, self.num_experts = d_model, d_ff, num_experts
         self.top_k = self.router.top_k
         self.balance_weight = float(balance_weight)
@@ -97,7 +103,9 @@ class MoELayer(nn.Module):
 
     def reset_parameters(self) -> None:
         """nn.Linear's default init per expert: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        nn.init.uniform_(self.gate_up_proj, -1 / math.sqrt(self.d_model), 1 / math.sqrt(self.d_model))
+        nn.init.uniform_(
+            self.gate_up_proj, -1 / math.sqrt(self.d_model), 1 / math.sqrt(self.d_model)
+        )
         nn.init.uniform_(self.down_proj, -1 / math.sqrt(self.d_ff), 1 / math.sqrt(self.d_ff))
 
     def forward(
@@ -115,7 +123,9 @@ class MoELayer(nn.Module):
             connection of the enclosing block unchanged.
         """
         if x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have last dim d_model={self.d_model}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have last dim d_model={self.d_model}, got shape {tuple(x.shape)}"
+            )
         shape = x.shape
         x2 = x.reshape(-1, self.d_model)  # (T, D)
         flat_ids = ids.reshape(-1) if ids is not None else None

@@ -159,7 +159,9 @@ class HashRouter(Router):
     def __init__(self, num_experts: int, top_k: int = 1, *, seed: int = 0, num_planes: int = 16):
         super().__init__(num_experts, top_k)
         if top_k > 2:
-            raise ValueError(f"HashRouter routes to at most two experts per token, got top_k={top_k}")
+            raise ValueError(
+                f"HashRouter routes to at most two experts per token, got top_k={top_k}"
+            )
         if not isinstance(num_planes, int) or not 1 <= num_planes <= 62:
             raise ValueError(f"num_planes must be an int in [1, 62], got {num_planes!r}")
         self.seed = int(seed)
@@ -285,7 +287,9 @@ class SwitchRouter(Router):
             :class:`RouterOutput` over the T = prod(leading dims) tokens.
         """
         if x.shape[-1] != self.d_model:
-            raise ValueError(f"x must have last dim d_model={self.d_model}, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"x must have last dim d_model={self.d_model}, got shape {tuple(x.shape)}"
+            )
         x2 = x.reshape(-1, self.d_model)  # (T, D)
         if self.training and self.jitter > 0:
             x2 = x2 * torch.empty_like(x2).uniform_(1.0 - self.jitter, 1.0 + self.jitter)

@@ -105,7 +105,9 @@ class DeltaGradientDescent(Optimizer):
         x2 = x.detach().reshape(-1, x.shape[-1]).to(work)  # (N, in)
         cov = x2.mT @ x2  # (in, in)
         prev = self._inputs.get(id(weight))
-        self._inputs[id(weight)] = (cov, x2.shape[0]) if prev is None else (prev[0] + cov, prev[1] + x2.shape[0])
+        self._inputs[id(weight)] = (
+            (cov, x2.shape[0]) if prev is None else (prev[0] + cov, prev[1] + x2.shape[0])
+        )
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]

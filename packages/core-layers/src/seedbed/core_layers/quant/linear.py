@@ -53,7 +53,9 @@ class NF4Linear(nn.Module):
         self.weight_dtype = dtype
         self._set_quant(q)
         if bias:
-            self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False)
+            self.bias = nn.Parameter(
+                torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False
+            )
         else:
             self.register_parameter("bias", None)
 
@@ -93,7 +95,9 @@ class NF4Linear(nn.Module):
             raise ValueError(
                 f"weight must be ({self.out_features}, {self.in_features}), got {tuple(weight.shape)}"
             )
-        q = quantize_nf4(weight, self.block_size, self.double_quant, pad=weight.numel() % self.block_size != 0)
+        q = quantize_nf4(
+            weight, self.block_size, self.double_quant, pad=weight.numel() % self.block_size != 0
+        )
         self.weight_packed = q.packed
         if q.double_quant:
             assert q.absmax_scale is not None and q.absmax_offset is not None
@@ -135,11 +139,15 @@ class NF4Linear(nn.Module):
         return m
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, *, block_size: int = 64, double_quant: bool = True) -> NF4Linear:
+    def from_linear(
+        cls, linear: nn.Linear, *, block_size: int = 64, double_quant: bool = True
+    ) -> NF4Linear:
         """A frozen NF4 copy of ``linear`` (its bias kept in full precision, frozen)."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear expects an nn.Linear, got {type(linear).__name__}")
-        return cls.from_weight(linear.weight, linear.bias, block_size=block_size, double_quant=double_quant)
+        return cls.from_weight(
+            linear.weight, linear.bias, block_size=block_size, double_quant=double_quant
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., in) -> (..., out)."""
@@ -158,4 +166,3 @@ class NF4Linear(nn.Module):
             f"bias={self.bias is not None}, block_size={self.block_size}, "
             f"double_quant={self.double_quant}, bits_per_param={self.bits_per_param:.3f}"
         )
-

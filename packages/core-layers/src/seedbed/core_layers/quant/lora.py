@@ -67,7 +67,9 @@ class QuantLoRALinear(nn.Module):
             dtype, device = base.weight_dtype, base.weight_packed.device
         self.lora_A = nn.Linear(self.in_features, r, bias=False, dtype=dtype, device=device)
         self.lora_B = nn.Linear(r, self.out_features, bias=False, dtype=dtype, device=device)
-        self.lora_dropout: nn.Module = nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
+        self.lora_dropout: nn.Module = (
+            nn.Dropout(lora_dropout) if lora_dropout > 0 else nn.Identity()
+        )
         self._merged = False
         self._saved_quant: dict[str, torch.Tensor] | None = None
         self.reset_lora_parameters()
@@ -106,7 +108,9 @@ class QuantLoRALinear(nn.Module):
         if isinstance(base, nn.Linear):
             base.weight.data += delta.to(base.weight.dtype)
         else:
-            self._saved_quant = {n: b.clone() for n, b in base.named_buffers(recurse=False) if b is not None}
+            self._saved_quant = {
+                n: b.clone() for n, b in base.named_buffers(recurse=False) if b is not None
+            }
             w = base.dequantized_weight(torch.float32) + delta.float()
             base.set_weight(w.to(base.weight_dtype))
         self._merged = True
@@ -178,7 +182,9 @@ def apply_quant_lora(
         raise ValueError(f"r must be a positive int, got {r!r}")
     matched = [(n, m) for n, m in model.named_modules() if n and _matches(n, targets)]
     if not matched:
-        raise ValueError(f"target_modules {target_modules!r} matched no module of {type(model).__name__}")
+        raise ValueError(
+            f"target_modules {target_modules!r} matched no module of {type(model).__name__}"
+        )
     for name, mod in matched:
         if not isinstance(mod, nn.Linear):
             raise TypeError(f"target module {name!r} is a {type(mod).__name__}, expected nn.Linear")
@@ -187,7 +193,9 @@ def apply_quant_lora(
     for name, mod in matched:
         assert isinstance(mod, nn.Linear)
         base: nn.Linear | NF4Linear = (
-            NF4Linear.from_linear(mod, block_size=block_size, double_quant=double_quant) if quantize else mod
+            NF4Linear.from_linear(mod, block_size=block_size, double_quant=double_quant)
+            if quantize
+            else mod
         )
         replacements.append((name, QuantLoRALinear(base, r, lora_alpha, lora_dropout, use_rslora)))
     for name, new in replacements:
@@ -201,4 +209,6 @@ def apply_quant_lora(
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The LoRA A/B parameters of ``model`` (what an optimizer should train)."""
-    return [p for n, p in model.named_parameters() if ".lora_A." in f".{n}" or ".lora_B." in f".{n}"]
+    return [
+        p for n, p in model.named_parameters() if ".lora_A." in f".{n}" or ".lora_B." in f".{n}"
+    ]

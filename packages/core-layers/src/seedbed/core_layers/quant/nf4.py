@@ -82,7 +82,9 @@ def _table(name: str, device: torch.device) -> torch.Tensor:
         else:  # "dyn_lut": normalised value grid -> nearest dynamic-map index
             c = dynamic_map()
             mid = 0.5 * (c[:-1] + c[1:])
-            grid = -1.0 + (2.0 * torch.arange(_LUT_SIZE, dtype=torch.float32)) / float(_LUT_SIZE - 1)
+            grid = -1.0 + (2.0 * torch.arange(_LUT_SIZE, dtype=torch.float32)) / float(
+                _LUT_SIZE - 1
+            )
             t = torch.searchsorted(mid, grid, right=False)  # count of midpoints < grid value
         _TABLES[key] = t.to(device)
     return _TABLES[key]

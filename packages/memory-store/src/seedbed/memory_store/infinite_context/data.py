@@ -26,7 +26,12 @@ def stdlib_corpus(max_bytes: int = 4_000_000) -> np.ndarray:
     if not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
     root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in ("site-packages", "__pycache__")]
+        rel = os.path.relpath(dirpath, root)
+        found += [os.path.normpath(os.path.join(rel, f)) for f in filenames if f.endswith(".py")]
+    files = [root / f for f in sorted(found, key=lambda f: Path(f).parts)]
     if not files:
         raise FileNotFoundError(f"no .py files under the standard library at {root}")
     parts: list[bytes] = []
