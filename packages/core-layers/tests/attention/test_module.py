@@ -36,9 +36,9 @@ def _hf_setup(sliding_window=None):
 @pytest.mark.oracle
 @pytest.mark.parametrize("sliding_window", [None, 4], ids=["full", "sliding4"])
 def test_attention_block_matches_hf_qwen2(sliding_window):
+    cfg, hf, hf_rope, ours = _hf_setup(sliding_window)  # skips without transformers
     from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
-    cfg, hf, hf_rope, ours = _hf_setup(sliding_window)
     b, s = 2, 13
     x = torch.randn(b, s, 64)
     keep = torch.ones(b, s, dtype=torch.long)
@@ -111,6 +111,17 @@ def test_module_bad_input_and_cache_unchanged_on_failure():
             m(torch.randn(2, 2, 16), cache=cache)
     assert cache.size == 3
     assert torch.equal(cache.k, before)
+    with pytest.raises(
+        ValueError, match=r"positions were given but this MultiHeadAttention has no rope"
+    ):
+        m(torch.randn(2, 3, 16), positions=torch.arange(3))
+    roped = MultiHeadAttention(16, 4, 2, rope=RotaryEmbedding(4))
+    with pytest.raises(
+        ValueError, match=r"positions must be \(S,\) or \(B, S\) with S=3, got \(4,\)"
+    ):
+        roped(torch.randn(2, 3, 16), positions=torch.arange(4))
+    with pytest.raises(TypeError, match=r"positions must be a torch.Tensor, got list"):
+        roped(torch.randn(2, 3, 16), positions=[0, 1, 2])
     with pytest.raises(ValueError, match=r"n_heads must be a multiple of n_kv_heads, got 4 and 3"):
         MultiHeadAttention(16, 4, 3)
     with pytest.raises(ValueError, match=r"rope.head_dim must equal head_dim 4, got 8"):

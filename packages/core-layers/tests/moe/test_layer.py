@@ -62,7 +62,8 @@ def test_layer_matches_per_expert_loop(
     ids = torch.randint(0, 1000, (2, 37)) if router == "hash" else None
     y, _aux = layer(x, ids)
     if cap is not None:
-        assert layer.last_router_output is not None and layer.last_router_output.num_dropped > 0
+        assert layer.last_router_output is not None
+        assert layer.last_router_output.num_dropped > 0
     x_ref = x.detach().clone().requires_grad_(True)
     ref = _loop_reference(layer, x_ref, ids)
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
@@ -83,7 +84,8 @@ def test_dropped_tokens_pass_through_residual() -> None:
     r = layer.last_router_output
     assert r is not None
     dropped = ~r.keep.any(-1)  # tokens with no expert left
-    assert dropped.any() and (~dropped).any()
+    assert dropped.any()
+    assert (~dropped).any()
     assert torch.all(y[dropped] == 0)
     h = x + y  # the enclosing residual block
     assert torch.equal(h[dropped], x[dropped])
@@ -96,7 +98,8 @@ def test_aux_loss_is_weighted_balance_plus_z() -> None:
     x = torch.randn(3, 9, 16)
     _, aux = layer(x)
     r = layer.last_router_output
-    assert r is not None and r.logits is not None
+    assert r is not None
+    assert r.logits is not None
     expected = (
         0.3 * layer.balance_loss() + 0.1 * torch.logsumexp(r.logits.float(), -1).square().mean()
     )
@@ -125,8 +128,8 @@ def test_float64_runs_through_batched_fallback() -> None:
     x = torch.randn(20, 8, dtype=torch.float64)
     y, _ = layer(x)
     torch.testing.assert_close(y, _loop_reference(layer, x), rtol=1e-12, atol=1e-12)
+    r = layer.router(x)
     with pytest.raises(ValueError, match="grouped_mm"):
-        r = layer.router(x)
         moe_dispatch(
             x, r.expert_index, r.gates, r.keep, layer.gate_up_proj, layer.down_proj, "grouped_mm"
         )
@@ -148,15 +151,15 @@ def test_layer_accepts_router_instance_and_rejects_bad_config() -> None:
     assert layer.top_k == 3
     y, _ = layer(torch.randn(4, 16))
     assert y.shape == (4, 16)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="must equal num_experts"):
         MoELayer(16, 32, 6, router=HashRouter(4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="top_k must be <= num_experts"):
         MoELayer(16, 32, 4, top_k=5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="dispatch must be one of"):
         MoELayer(16, 32, 4, dispatch="cuda-magic")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="router must be"):
         MoELayer(16, 32, 4, router="expert-choice")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="no capacity_factor"):
         MoELayer(16, 32, 4, router="hash", capacity_factor=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="d_model=16"):
         MoELayer(16, 32, 4)(torch.randn(3, 15))

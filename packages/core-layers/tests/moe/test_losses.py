@@ -33,7 +33,8 @@ def test_load_balancing_loss_has_gradient_to_probs() -> None:
     logits = torch.randn(10, 4, requires_grad=True)
     probs = logits.softmax(-1)
     load_balancing_loss(probs, probs.topk(1, -1).indices, 4).backward()
-    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    assert logits.grad is not None
+    assert logits.grad.abs().sum() > 0
 
 
 def test_router_z_loss_formula() -> None:
@@ -54,7 +55,7 @@ def test_load_balancing_loss_matches_hf(top_k: int) -> None:
 
 
 def test_bad_shapes_raise() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="probs must have shape"):
         load_balancing_loss(torch.rand(4, 3), torch.zeros(4, 1, dtype=torch.long), 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="logits must have shape"):
         router_z_loss(torch.rand(4))

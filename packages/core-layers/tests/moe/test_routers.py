@@ -54,8 +54,10 @@ def test_hash_router_feature_hash_is_fixed_and_balanced() -> None:
     counts = router.expert_utilization(out)
     assert counts.sum() == 4 * 512
     assert (counts > 0).all()
-    assert out.gates.shape == (2048, 1) and torch.all(out.gates == 1.0)
-    assert out.probs is None and router.balance_loss(out).item() == 0.0
+    assert out.gates.shape == (2048, 1)
+    assert torch.all(out.gates == 1.0)
+    assert out.probs is None
+    assert router.balance_loss(out).item() == 0.0
     assert len(list(router.parameters())) == 0
 
 
@@ -72,7 +74,9 @@ def test_switch_router_topk_and_gates() -> None:
     r2 = SwitchRouter(16, 8, top_k=2)
     x = torch.randn(3, 10, 16)
     out = r2(x)
-    assert out.expert_index.shape == (30, 2) and out.logits is not None and out.probs is not None
+    assert out.expert_index.shape == (30, 2)
+    assert out.logits is not None
+    assert out.probs is not None
     ref_p, ref_i = torch.softmax(x.reshape(-1, 16) @ r2.gate.weight.T, -1).topk(2, -1)
     assert torch.equal(out.expert_index, ref_i)
     torch.testing.assert_close(out.gates, ref_p / ref_p.sum(-1, keepdim=True))
@@ -119,19 +123,20 @@ def test_switch_router_jitter_only_in_training() -> None:
 
 
 @pytest.mark.parametrize(
-    "make",
+    "case",
     [
-        lambda: SwitchRouter(16, 4, top_k=5),
-        lambda: HashRouter(4, top_k=5),
-        lambda: HashRouter(8, top_k=3),
-        lambda: SwitchRouter(16, 4, capacity_factor=0.0),
-        lambda: SwitchRouter(16, 4, jitter=1.5),
-        lambda: HashRouter(0),
+        (lambda: SwitchRouter(16, 4, top_k=5), "top_k must be <= num_experts"),
+        (lambda: HashRouter(4, top_k=5), "top_k must be <= num_experts"),
+        (lambda: HashRouter(8, top_k=3), "at most two experts"),
+        (lambda: SwitchRouter(16, 4, capacity_factor=0.0), "capacity_factor"),
+        (lambda: SwitchRouter(16, 4, jitter=1.5), "jitter"),
+        (lambda: HashRouter(0), "num_experts"),
     ],
     ids=["switch-topk-gt-E", "hash-topk-gt-E", "hash-topk-3", "capacity-0", "jitter-1.5", "E-0"],
 )
-def test_bad_router_config_raises(make) -> None:
-    with pytest.raises(ValueError):
+def test_bad_router_config_raises(case) -> None:
+    make, message = case
+    with pytest.raises(ValueError, match=message):
         make()
 
 

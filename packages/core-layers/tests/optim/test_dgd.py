@@ -104,8 +104,14 @@ def test_trains_mlp_to_lower_loss() -> None:
 
 def test_validation_and_missing_inputs() -> None:
     params = list(_mlp().parameters())
-    for kwargs in (dict(lr=-1.0), dict(decay=-0.1), dict(weight_decay=-1.0), dict(lr=float("nan"))):
-        with pytest.raises(ValueError):
+    cases = [
+        (dict(lr=-1.0), "learning rate"),
+        (dict(decay=-0.1), "decay"),
+        (dict(weight_decay=-1.0), "weight_decay"),
+        (dict(lr=float("nan")), "learning rate"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ValueError, match=message):
             DeltaGradientDescent(params, **kwargs)
     model = _mlp()
     opt = DeltaGradientDescent(model.parameters(), lr=0.1, decay=1.0)
@@ -115,5 +121,5 @@ def test_validation_and_missing_inputs() -> None:
     with pytest.raises(RuntimeError, match="attach"):
         opt.step()
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
         DeltaGradientDescent(model.parameters()).attach(nn.Sequential(nn.Linear(2, 2)))

@@ -117,5 +117,5 @@ def test_first_steps_follow_algorithm_1_as_printed() -> None:
     ids=lambda k: "-".join(f"{a}={b}" for a, b in k.items()),
 )
 def test_hyperparameter_validation(kwargs) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"Invalid|betas|accumulate"):
         M3Optimizer(_mlp().parameters(), **kwargs)

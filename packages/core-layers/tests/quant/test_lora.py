@@ -36,7 +36,8 @@ def test_init_and_scaling(use_rslora: bool) -> None:
     assert layer.scaling == (8 / math.sqrt(4) if use_rslora else 8 / 4)
     assert torch.all(layer.lora_B.weight == 0)
     bound = 1 / math.sqrt(32)  # kaiming_uniform(a=sqrt(5)) on fan_in 32
-    assert layer.lora_A.weight.abs().max() <= bound and layer.lora_A.weight.std() > bound / 4
+    assert layer.lora_A.weight.abs().max() <= bound
+    assert layer.lora_A.weight.std() > bound / 4
     x = torch.randn(5, 32)
     torch.testing.assert_close(layer(x), base(x))  # a fresh adapter changes nothing
     nn.init.normal_(layer.lora_B.weight)
@@ -54,7 +55,7 @@ def test_merge_unmerge_on_linear_base() -> None:
     layer.merge()
     assert layer.merged
     torch.testing.assert_close(layer(x), y, rtol=1e-5, atol=1e-5)
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning, match="already merged"):
         layer.merge()
     layer.unmerge()
     torch.testing.assert_close(layer.base_layer.weight, w0, rtol=1e-6, atol=1e-6)
@@ -99,9 +100,8 @@ def test_apply_quant_lora_replaces_and_freezes() -> None:
             lin = getattr(ref, name)
             lin.weight.copy_(quantize_nf4(lin.weight).dequantize())
     apply_quant_lora(model, target_modules=["q_proj", "v_proj"], r=4)
-    assert isinstance(model.q_proj, QuantLoRALinear) and isinstance(
-        model.q_proj.base_layer, NF4Linear
-    )
+    assert isinstance(model.q_proj, QuantLoRALinear)
+    assert isinstance(model.q_proj.base_layer, NF4Linear)
     assert isinstance(model.out, nn.Linear)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {
@@ -118,7 +118,8 @@ def test_apply_quant_lora_replaces_and_freezes() -> None:
     assert model.q_proj.lora_A.weight.grad is not None
     # regex form (PEFT: full match on the qualified name), unquantized
     m2 = apply_quant_lora(Tiny(), target_modules=r".*_proj", r=2, quantize=False)
-    assert isinstance(m2.q_proj.base_layer, nn.Linear) and isinstance(m2.v_proj, QuantLoRALinear)
+    assert isinstance(m2.q_proj.base_layer, nn.Linear)
+    assert isinstance(m2.v_proj, QuantLoRALinear)
 
 
 @pytest.mark.parametrize("r", [0, -2, 1.5, True], ids=["r0", "r-neg", "r-float", "r-bool"])
@@ -127,7 +128,7 @@ def test_bad_rank_raises_and_leaves_model_untouched(r) -> None:
     with pytest.raises(ValueError, match="r must be a positive int"):
         apply_quant_lora(model, target_modules=["q_proj"], r=r)
     assert isinstance(model.q_proj, nn.Linear)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="r must be a positive int"):
         QuantLoRALinear(nn.Linear(4, 4), r=r)
 
 
@@ -137,8 +138,8 @@ def test_bad_targets_and_hyperparameters() -> None:
         apply_quant_lora(model, target_modules=["k_proj"])
     with pytest.raises(TypeError):
         apply_quant_lora(nn.Sequential(nn.Conv1d(2, 2, 1)), target_modules=["0"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lora_dropout"):
         QuantLoRALinear(nn.Linear(4, 4), r=2, lora_dropout=1.0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="lora_alpha"):
         QuantLoRALinear(nn.Linear(4, 4), r=2, lora_alpha=0)
     assert all(isinstance(m, nn.Linear) for m in (model.q_proj, model.v_proj))

@@ -11,10 +11,13 @@ from seedbed.core_layers.quant import NF4_CODE, NF4Linear, dynamic_map, quantize
 
 def test_levels_are_sorted_and_symmetric_ends() -> None:
     code = torch.tensor(NF4_CODE)
-    assert code.numel() == 16 and torch.all(code[1:] > code[:-1])
-    assert code[0] == -1 and code[7] == 0 and code[-1] == 1
+    assert code.numel() == 16
+    assert torch.all(code[1:] > code[:-1])
+    assert (code[0], code[7], code[-1]) == (-1, 0, 1)
     dyn = dynamic_map()
-    assert dyn.numel() == 256 and torch.all(dyn[1:] > dyn[:-1]) and dyn[-1] == 1
+    assert dyn.numel() == 256
+    assert torch.all(dyn[1:] > dyn[:-1])
+    assert dyn[-1] == 1
 
 
 @pytest.mark.parametrize("double_quant", [False, True], ids=["single", "double"])
@@ -23,7 +26,8 @@ def test_round_trip_error_and_nearest_level(double_quant: bool) -> None:
     w = w32.double()
     q = quantize_nf4(w32, 64, double_quant)
     deq = q.dequantize().double()
-    assert deq.shape == w.shape and q.dequantize().dtype == torch.float32
+    assert deq.shape == w.shape
+    assert q.dequantize().dtype == torch.float32
     # every value went to the nearest level of its block (checked in float64)
     absmax = w.reshape(-1, 64).abs().amax(1, keepdim=True)
     levels = torch.tensor(NF4_CODE, dtype=torch.float64)
@@ -64,11 +68,11 @@ def test_padding_and_bad_input() -> None:
     q = quantize_nf4(w, pad=True)
     assert q.dequantize().shape == w.shape
     assert (q.dequantize() - w).abs().max() < 0.2 * w.abs().max()
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="even int"):
         quantize_nf4(torch.randn(64), block_size=63)
     with pytest.raises(TypeError):
         quantize_nf4(torch.arange(64))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty"):
         quantize_nf4(torch.randn(0))
 
 

@@ -87,6 +87,7 @@ def test_qlora_reaches_lora_loss() -> None:
         _train(model, lora_parameters(model), train_b, steps=150, lr=3e-3, seed=2)
         losses[quantize] = _eval(model, held_b)
     lora, qlora = losses[False], losses[True]
-    assert lora < start and qlora < start, (start, lora, qlora)
+    assert lora < start, (start, lora)
+    assert qlora < start, (start, qlora)
     print(f"start {start:.4f}  LoRA {lora:.4f}  QLoRA {qlora:.4f}")
     assert qlora <= 1.10 * lora, f"QLoRA {qlora:.4f} vs LoRA {lora:.4f} (start {start:.4f})"

@@ -81,7 +81,8 @@ def test_eos_from_config_stops_unless_ignored():
     free = generate(m, [5, 6, 7], max_new_tokens=10, ignore_eos=True).sequences[0]
     m.config.eos_token_id = free[2]
     out = generate(m, [5, 6, 7], max_new_tokens=10)
-    assert out.sequences[0] == free[: free.index(free[2]) + 1] and out.finish_reasons == ["stop"]
+    assert out.sequences[0] == free[: free.index(free[2]) + 1]
+    assert out.finish_reasons == ["stop"]
 
 
 def test_stop_string_cuts_text_and_is_never_streamed(model):
@@ -90,11 +91,18 @@ def test_stop_string_cuts_text_and_is_never_streamed(model):
     text = free.texts[0]
     stop = text[5:7]
     assert len(stop) == 2
-    events = list(stream_generate(model, "abc", tokenizer=tok, max_new_tokens=16, stop_strings=[stop], ignore_eos=True))
+    events = list(
+        stream_generate(
+            model, "abc", tokenizer=tok, max_new_tokens=16, stop_strings=[stop], ignore_eos=True
+        )
+    )
     streamed = "".join(e.text for e in events)
     assert streamed == text[: text.index(stop)]
-    assert events[-1].finished and events[-1].finish_reason == "stop"
-    out = generate(model, "abc", tokenizer=tok, max_new_tokens=16, stop_strings=[stop], ignore_eos=True)
+    assert events[-1].finished
+    assert events[-1].finish_reason == "stop"
+    out = generate(
+        model, "abc", tokenizer=tok, max_new_tokens=16, stop_strings=[stop], ignore_eos=True
+    )
     assert out.texts == [streamed]
     with pytest.raises(ValueError, match="tokenizer"):
         generate(model, [1, 2], max_new_tokens=2, stop_strings=["x"])
@@ -125,14 +133,22 @@ def test_seeded_sampling_reproducible_and_batch_invariant(model):
 def test_repetition_penalty_discourages_repeats(model):
     p = [[1, 2, 3]]
     plain = generate(model, p, max_new_tokens=40, ignore_eos=True).sequences[0]
-    pen = generate(model, p, max_new_tokens=40, ignore_eos=True, repetition_penalty=10.0).sequences[0]
+    pen = generate(model, p, max_new_tokens=40, ignore_eos=True, repetition_penalty=10.0).sequences[
+        0
+    ]
     assert len(set(pen)) > len(set(plain))
 
 
 def test_text_prompts_and_params_object(model):
     tok = ByteTokenizer()
-    out = generate(model, ["hi", "hello there"], tokenizer=tok, params=SamplingParams(max_new_tokens=4, ignore_eos=True))
-    assert len(out.texts) == 2 and all(len(s) == 4 for s in out.sequences)
+    out = generate(
+        model,
+        ["hi", "hello there"],
+        tokenizer=tok,
+        params=SamplingParams(max_new_tokens=4, ignore_eos=True),
+    )
+    assert len(out.texts) == 2
+    assert all(len(s) == 4 for s in out.sequences)
     with pytest.raises(TypeError, match="either params or"):
         generate(model, [1], params=SamplingParams(), max_new_tokens=3)
 
@@ -162,4 +178,5 @@ def test_stop_string_matcher_holds_back_prefixes():
     assert m.finish() == "E"
     m2 = StopStringMatcher(tok, ["END"])
     deltas = [m2.push(i) for i in tok.encode("xEND")]
-    assert deltas[-1] == ("", True) and m2.text == "x"
+    assert deltas[-1] == ("", True)
+    assert m2.text == "x"

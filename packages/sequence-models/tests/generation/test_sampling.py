@@ -74,7 +74,8 @@ def test_greedy_is_argmax_and_processing_order():
     with pytest.raises(ValueError, match="seen"):
         process_logits(logits, SamplingParams(repetition_penalty=2.0))
     out = process_logits(logits, SamplingParams(temperature=0.5, top_k=2))
-    assert torch.isinf(out[0, [0, 2]]).all() and out[0, 1] == 4.0
+    assert torch.isinf(out[0, [0, 2]]).all()
+    assert out[0, 1] == 4.0
 
 
 def test_seeded_sampling_is_reproducible_per_row():
@@ -99,7 +100,11 @@ def test_sampling_follows_the_distribution():
 
 def test_per_row_params():
     logits = torch.tensor([[0.0, 5.0, 0.0], [9.0, 0.0, 0.0]])
-    out = sample_next(logits, [SamplingParams(), SamplingParams(temperature=0.01)], generators=[None, make_generator(1)])
+    out = sample_next(
+        logits,
+        [SamplingParams(), SamplingParams(temperature=0.01)],
+        generators=[None, make_generator(1)],
+    )
     assert out.tolist() == [1, 0]
     with pytest.raises(ValueError, match="one SamplingParams per row"):
         sample_next(logits, [SamplingParams()])

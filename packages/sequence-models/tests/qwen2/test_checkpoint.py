@@ -34,7 +34,9 @@ def _same(a: Qwen2Model, b: Qwen2Model) -> None:
 
 
 def test_name_mapping_round_trip():
-    assert hf_to_ours("model.layers.3.self_attn.q_proj.weight") == "layers.3.self_attn.q_proj.weight"
+    assert (
+        hf_to_ours("model.layers.3.self_attn.q_proj.weight") == "layers.3.self_attn.q_proj.weight"
+    )
     assert hf_to_ours("lm_head.weight") == "lm_head.weight"
     assert hf_to_ours("embed_tokens.weight") == "embed_tokens.weight"  # bare HF Qwen2Model
     for name in expected_shapes(Qwen2Config.tiny(tie_word_embeddings=False)):
@@ -94,7 +96,10 @@ def test_shape_disagreeing_with_config_names_the_tensor(tmp_path):
     name = "model.layers.1.self_attn.k_proj.weight"
     state[name] = torch.zeros(state[name].shape[0] + 16, state[name].shape[1])
     save_file(state, tmp_path / "model.safetensors")
-    with pytest.raises(CheckpointError, match=r"model\.layers\.1\.self_attn\.k_proj\.weight.*\[48, 64\].*\[32, 64\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"model\.layers\.1\.self_attn\.k_proj\.weight.*\[48, 64\].*\[32, 64\]",
+    ):
         load_pretrained(tmp_path)
 
 
@@ -103,7 +108,9 @@ def test_config_disagreeing_with_weights_names_the_tensor(tmp_path):
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["intermediate_size"] = 100
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"model\.layers\.0\.mlp\.(down|gate|up)_proj\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.layers\.0\.mlp\.(down|gate|up)_proj\.weight"
+    ):
         load_pretrained(tmp_path)
 
 
@@ -124,7 +131,7 @@ def test_missing_and_unknown_tensors(tmp_path):
 def test_bad_directories(tmp_path):
     with pytest.raises(CheckpointError, match="not a directory"):
         load_pretrained(tmp_path / "nope")
-    with pytest.raises(CheckpointError, match="config.json"):
+    with pytest.raises(CheckpointError, match=r"config\.json"):
         load_pretrained(tmp_path)
     Qwen2Config.tiny().to_json_file(tmp_path / "config.json")
     with pytest.raises(CheckpointError, match=r"neither model\.safetensors"):

@@ -47,8 +47,10 @@ def test_hf_dict_round_trip(tmp_path):
     )
     c.to_json_file(tmp_path / "config.json")
     d = json.loads((tmp_path / "config.json").read_text())
-    assert d["model_type"] == "qwen2" and d["rope_parameters"]["rope_theta"] == c.rope_theta
-    assert d["use_sliding_window"] is True and d["max_window_layers"] == 1
+    assert d["model_type"] == "qwen2"
+    assert d["rope_parameters"]["rope_theta"] == c.rope_theta
+    assert d["use_sliding_window"] is True
+    assert d["max_window_layers"] == 1
     assert Qwen2Config.from_json_file(tmp_path / "config.json") == c
 
 
@@ -78,7 +80,9 @@ def test_refuses_unsupported_configs():
     with pytest.raises(ValueError, match="model_type"):
         Qwen2Config.from_hf_dict({**base, "model_type": "llama"})
     with pytest.raises(ValueError, match="rope_type"):
-        Qwen2Config.from_hf_dict({**base, "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}})
+        Qwen2Config.from_hf_dict(
+            {**base, "rope_parameters": {"rope_type": "yarn", "rope_theta": 1e4}}
+        )
     with pytest.raises(ValueError, match="hidden_act"):
         Qwen2Config.from_hf_dict({**base, "hidden_act": "gelu"})
     with pytest.warns(UserWarning, match="mystery"):
@@ -99,6 +103,7 @@ def test_config_loads_in_transformers(tmp_path):
     hc = transformers.AutoConfig.from_pretrained(tmp_path)
     assert hc.model_type == "qwen2"
     assert hc.rope_parameters["rope_theta"] == 777.0
-    assert hc.num_key_value_heads == 2 and hc.tie_word_embeddings is False
+    assert hc.num_key_value_heads == 2
+    assert hc.tie_word_embeddings is False
     hc.save_pretrained(tmp_path / "hf")
     assert Qwen2Config.from_json_file(tmp_path / "hf" / "config.json") == c

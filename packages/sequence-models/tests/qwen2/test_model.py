@@ -89,7 +89,9 @@ def test_logits_match_transformers_with_sliding_window(tmp_path):
 
 
 @pytest.mark.oracle
-@pytest.mark.parametrize(("kv_heads", "tie"), [(2, True), (1, False)], ids=["GQA-tied", "MQA-untied"])
+@pytest.mark.parametrize(
+    ("kv_heads", "tie"), [(2, True), (1, False)], ids=["GQA-tied", "MQA-untied"]
+)
 def test_greedy_generation_matches_transformers_64_steps(tmp_path, kv_heads, tie):
     hf = _hf_model(tmp_path, kv_heads=kv_heads, tie=tie)
     model = load_pretrained(tmp_path)
@@ -97,7 +99,12 @@ def test_greedy_generation_matches_transformers_64_steps(tmp_path, kv_heads, tie
     ids, mask = _padded_batch(g, [9, 4, 6], left=True)
     with torch.no_grad():
         ref = hf.generate(
-            ids, attention_mask=mask, max_new_tokens=64, min_new_tokens=64, do_sample=False, pad_token_id=0
+            ids,
+            attention_mask=mask,
+            max_new_tokens=64,
+            min_new_tokens=64,
+            do_sample=False,
+            pad_token_id=0,
         )[:, ids.shape[1] :]
     out = generate(model, ids, attention_mask=mask, max_new_tokens=64, ignore_eos=True)
     assert [len(s) for s in out.sequences] == [64, 64, 64]
@@ -128,7 +135,11 @@ def _tiny(**kw) -> Qwen2Model:
 
 @pytest.mark.parametrize("window", [None, 3], ids=["full", "window3"])
 def test_cached_decoding_equals_full_forward(window):
-    kw = {} if window is None else dict(sliding_window=window, layer_types=["full_attention", "sliding_attention"])
+    kw = (
+        {}
+        if window is None
+        else dict(sliding_window=window, layer_types=["full_attention", "sliding_attention"])
+    )
     m = _tiny(**kw)
     ids = torch.randint(0, 259, (2, 12), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -167,7 +178,9 @@ def test_head_copy_follows_weight_updates():
     ids = torch.randint(0, 259, (1, 4))
     with torch.no_grad():
         before = m(ids)
-        m.embed_tokens.weight.mul_(2.0)  # in place: the inference copy of the tied head must refresh
+        m.embed_tokens.weight.mul_(
+            2.0
+        )  # in place: the inference copy of the tied head must refresh
         after = m(ids)
     assert not torch.allclose(before, after)
     with torch.no_grad():
@@ -201,7 +214,9 @@ def test_bad_inputs_raise():
 def test_structure_biases_and_parameter_count():
     m = _tiny(tie_word_embeddings=False)
     attn = m.layers[0].self_attn
-    assert attn.q_proj.bias is not None and attn.k_proj.bias is not None and attn.v_proj.bias is not None
+    assert attn.q_proj.bias is not None
+    assert attn.k_proj.bias is not None
+    assert attn.v_proj.bias is not None
     assert attn.o_proj.bias is None
     assert m.num_parameters() == m.config.num_parameters()
     tied = _tiny()

@@ -18,7 +18,8 @@ def test_byte_round_trip_and_specials():
     ids = tok.encode(text)
     assert all(0 <= i < 256 for i in ids)
     assert tok.decode(ids) == text
-    assert tok.vocab_size == 259 and tok.eos_token_id == 256
+    assert tok.vocab_size == 259
+    assert tok.eos_token_id == 256
     ids = tok.encode("a<|im_end|>b")
     assert ids == [97, 258, 98]
     assert tok.encode("a<|im_end|>b", allow_special=False)[1] == ord("<")
@@ -33,8 +34,13 @@ def test_byte_round_trip_and_specials():
 
 def test_chat_template_is_chatml():
     tok = ByteTokenizer()
-    text = tok.apply_chat_template([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}])
-    assert text == "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    text = tok.apply_chat_template(
+        [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+    )
+    assert (
+        text
+        == "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+    )
     with pytest.raises(ValueError, match="non-empty list"):
         tok.apply_chat_template([])
     with pytest.raises(TypeError, match="content"):
@@ -48,7 +54,8 @@ def test_stream_decoder_never_splits_a_character():
     deltas = [dec.push(i) for i in tok.encode(text)]
     assert "".join(deltas) == text
     assert all("\ufffd" not in d for d in deltas)
-    assert deltas[1] == "" and deltas[3] == "世"  # held back until the 3rd byte arrives
+    assert deltas[1] == ""
+    assert deltas[3] == "世"
 
 
 def test_stream_decoder_flushes_incomplete_tail():
@@ -71,7 +78,9 @@ def _hf_tokenizer_dir(tmp_path):
         special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tk.train_from_iterator(["hello world, the quick brown fox jumps over the lazy dog"] * 50, trainer)
+    tk.train_from_iterator(
+        ["hello world, the quick brown fox jumps over the lazy dog"] * 50, trainer
+    )
     tk.save(str(tmp_path / "tokenizer.json"))
     return tmp_path
 
@@ -87,7 +96,10 @@ def test_hf_tokenizer_json_is_used_when_present(tmp_path):
     assert tok.special_tokens["<|im_end|>"] not in tok.encode(text, allow_special=False)
     assert tok.eos_token_id == tok.special_tokens["<|endoftext|>"]
     dec = StreamDecoder(tok)
-    assert "".join(dec.push(i) for i in tok.encode("the lazy fox 世")) + dec.flush() == "the lazy fox 世"
+    assert (
+        "".join(dec.push(i) for i in tok.encode("the lazy fox 世")) + dec.flush()
+        == "the lazy fox 世"
+    )
     out = tmp_path / "copy"
     out.mkdir()
     assert tok.save(out) == ["tokenizer.json"]
@@ -96,7 +108,9 @@ def test_hf_tokenizer_json_is_used_when_present(tmp_path):
 
 def test_hf_tokenizer_config_sets_eos(tmp_path):
     d = _hf_tokenizer_dir(tmp_path)
-    (d / "tokenizer_config.json").write_text('{"eos_token": "<|im_end|>", "pad_token": {"content": "<|endoftext|>"}}')
+    (d / "tokenizer_config.json").write_text(
+        '{"eos_token": "<|im_end|>", "pad_token": {"content": "<|endoftext|>"}}'
+    )
     tok = load_tokenizer(d)
     assert tok.eos_token_id == tok.special_tokens["<|im_end|>"]
     assert tok.pad_token_id == tok.special_tokens["<|endoftext|>"]

@@ -34,9 +34,27 @@ def _prompts(lengths, seed=0):
 @pytest.mark.parametrize(
     "cfg",
     [
-        EngineConfig(num_blocks=64, block_size=4, max_batch_size=8, max_num_batched_tokens=64, prefill_chunk_size=64),
-        EngineConfig(num_blocks=64, block_size=4, max_batch_size=3, max_num_batched_tokens=16, prefill_chunk_size=5),
-        EngineConfig(num_blocks=24, block_size=4, max_batch_size=6, max_num_batched_tokens=24, prefill_chunk_size=8),
+        EngineConfig(
+            num_blocks=64,
+            block_size=4,
+            max_batch_size=8,
+            max_num_batched_tokens=64,
+            prefill_chunk_size=64,
+        ),
+        EngineConfig(
+            num_blocks=64,
+            block_size=4,
+            max_batch_size=3,
+            max_num_batched_tokens=16,
+            prefill_chunk_size=5,
+        ),
+        EngineConfig(
+            num_blocks=24,
+            block_size=4,
+            max_batch_size=6,
+            max_num_batched_tokens=24,
+            prefill_chunk_size=8,
+        ),
     ],
     ids=["wide", "chunked-prefill", "preempting"],
 )
@@ -47,8 +65,10 @@ def test_engine_matches_each_request_alone(model, cfg):
     outs = eng.generate(prompts, SamplingParams(max_new_tokens=20, ignore_eos=True))
     assert [o.output_ids for o in outs] == alone
     assert all(o.finish_reason == "length" for o in outs)
-    assert eng.num_used_blocks == 0 and eng.num_free_blocks == cfg.num_blocks
-    assert eng.counters["finished"] == 8 and eng.counters["generated_tokens"] == 160
+    assert eng.num_used_blocks == 0
+    assert eng.num_free_blocks == cfg.num_blocks
+    assert eng.counters["finished"] == 8
+    assert eng.counters["generated_tokens"] == 160
     if cfg.num_blocks == 24:
         assert eng.counters["preemptions"] > 0
     # every prompt token and every generated token but the last is fed exactly once
@@ -61,7 +81,10 @@ def test_engine_matches_each_request_alone(model, cfg):
 def test_requests_join_and_leave_between_steps(model):
     prompts = _prompts([9, 4, 17, 2, 12], seed=1)
     lens = [5, 12, 3, 9, 7]
-    alone = [generate(model, [p], max_new_tokens=n, ignore_eos=True).sequences[0] for p, n in zip(prompts, lens)]
+    alone = [
+        generate(model, [p], max_new_tokens=n, ignore_eos=True).sequences[0]
+        for p, n in zip(prompts, lens)
+    ]
     eng = LLMEngine(model, None, EngineConfig(num_blocks=64, block_size=4, max_batch_size=4))
     results: dict[str, list[int]] = {}
     ids = [eng.add_request(prompts[0], SamplingParams(max_new_tokens=lens[0], ignore_eos=True))]
@@ -70,7 +93,9 @@ def test_requests_join_and_leave_between_steps(model):
     while eng.has_unfinished() or len(ids) < len(prompts):
         if step % 2 == 1 and len(ids) < len(prompts):  # a new request arrives every other step
             i = len(ids)
-            ids.append(eng.add_request(prompts[i], SamplingParams(max_new_tokens=lens[i], ignore_eos=True)))
+            ids.append(
+                eng.add_request(prompts[i], SamplingParams(max_new_tokens=lens[i], ignore_eos=True))
+            )
         for out in eng.step():
             if out.finished:
                 results[out.request_id] = out.output_ids
@@ -91,7 +116,8 @@ def test_abort_frees_blocks(model):
     assert not eng.abort(a)
     while eng.has_unfinished():
         eng.step()
-    assert eng.num_used_blocks == 0 and eng.counters["aborted"] == 1
+    assert eng.num_used_blocks == 0
+    assert eng.counters["aborted"] == 1
     assert b not in eng.requests
 
 
@@ -109,16 +135,23 @@ def test_stops_and_text(model):
     free = eng.generate(["hello"], SamplingParams(max_new_tokens=12, ignore_eos=True))[0]
     text = tok.decode(free.output_ids)
     stop = text[4:6]
-    out = eng.generate(["hello"], SamplingParams(max_new_tokens=12, stop_strings=[stop], ignore_eos=True))[0]
+    out = eng.generate(
+        ["hello"], SamplingParams(max_new_tokens=12, stop_strings=[stop], ignore_eos=True)
+    )[0]
     assert out.finish_reason == "stop"
     streamed = LLMEngine(model, tok, EngineConfig())
-    rid = streamed.add_request("hello", SamplingParams(max_new_tokens=12, stop_strings=[stop], ignore_eos=True))
+    rid = streamed.add_request(
+        "hello", SamplingParams(max_new_tokens=12, stop_strings=[stop], ignore_eos=True)
+    )
     pieces = []
     while streamed.has_unfinished():
         pieces += [o.new_text for o in streamed.step() if o.request_id == rid]
     assert "".join(pieces) == text[: text.index(stop)]
     stop_id = free.output_ids[2]
-    out = eng.generate([tok.encode("hello")], SamplingParams(max_new_tokens=12, stop_token_ids=[stop_id], ignore_eos=True))[0]
+    out = eng.generate(
+        [tok.encode("hello")],
+        SamplingParams(max_new_tokens=12, stop_token_ids=[stop_id], ignore_eos=True),
+    )[0]
     assert out.output_ids == free.output_ids[: free.output_ids.index(stop_id) + 1]
     assert out.finish_reason == "stop"
 
@@ -162,9 +195,15 @@ def test_int8_weight_only_quantization():
     with torch.no_grad():
         out = m(ids)
     assert (out - ref).abs().max() / ref.abs().max() < 0.05
+    exact = _model()  # the int8 model computes exactly the dequantized weights' function
+    for name, mod in m.named_modules():
+        if isinstance(mod, Int8Linear):
+            exact.get_submodule(name).weight.data.copy_(mod.dequantize())
+    with torch.no_grad():
+        torch.testing.assert_close(out, exact(ids), rtol=1e-4, atol=1e-4)
     eng = LLMEngine(m, None, EngineConfig())
     assert len(eng.generate([[1, 2, 3]], SamplingParams(max_new_tokens=4))[0].output_ids) == 4
-    with pytest.raises(ValueError, match="no nn.Linear"):
+    with pytest.raises(ValueError, match=r"no nn\.Linear"):
         quantize_model(m, "int8")
 
 
@@ -173,12 +212,22 @@ def test_nf4_through_core_layers():
     if not hasattr(core, "NF4Linear"):
         pytest.skip("core-layers has no NF4Linear yet")
     m = _model()
+    ref = _model()  # the same weights, replaced by what NF4 stores (its dequantized weights)
     ids = torch.randint(0, 259, (2, 10))
-    with torch.no_grad():
-        ref = m(ids)
     eng = LLMEngine(m, None, EngineConfig(quantization="nf4"))
+    for name, mod in m.named_modules():
+        if isinstance(mod, core.NF4Linear):
+            ref.get_submodule(name).weight.data.copy_(mod.dequantized_weight())
     assert isinstance(m.layers[0].mlp.gate_proj, core.NF4Linear)
+    assert isinstance(m.layers[1].self_attn.v_proj, core.NF4Linear)
     with torch.no_grad():
-        out = m(ids)
-    assert (out - ref).abs().max() / ref.abs().max() < 0.3
-    assert len(eng.generate([[1, 2, 3]], SamplingParams(max_new_tokens=4))[0].output_ids) == 4
+        torch.testing.assert_close(m(ids), ref(ids), rtol=1e-5, atol=1e-5)
+    # and the quantization is real: the dequantized weights differ from the originals
+    assert not torch.equal(
+        ref.layers[0].mlp.gate_proj.weight, _model().layers[0].mlp.gate_proj.weight
+    )
+    alone = generate(ref, [[1, 2, 3]], max_new_tokens=4, ignore_eos=True).sequences[0]
+    assert (
+        eng.generate([[1, 2, 3]], SamplingParams(max_new_tokens=4, ignore_eos=True))[0].output_ids
+        == alone
+    )

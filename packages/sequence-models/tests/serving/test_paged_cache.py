@@ -15,7 +15,9 @@ from seedbed.sequence_models.serving.paged_cache import (
 def test_allocator():
     a = BlockAllocator(4)
     blocks = a.allocate(3)
-    assert sorted(blocks) == [0, 1, 2] and a.num_free == 1 and a.num_used == 3
+    assert sorted(blocks) == [0, 1, 2]
+    assert a.num_free == 1
+    assert a.num_used == 3
     with pytest.raises(OutOfBlocksError):
         a.allocate(2)
     assert a.num_free == 1  # a failed allocation takes nothing
@@ -31,14 +33,17 @@ def test_reserve_truncate_free():
     c = PagedKVCache(1, num_blocks=6, block_size=4, num_kv_heads=1, head_dim=2)
     c.add_sequence("a")
     c.reserve("a", 9)
-    assert len(c.block_tables["a"]) == 3 and c.num_free_blocks == 3
+    assert len(c.block_tables["a"]) == 3
+    assert c.num_free_blocks == 3
     c.seq_lens["a"] = 9
     c.truncate("a", 4)
-    assert len(c.block_tables["a"]) == 1 and c.num_free_blocks == 5
+    assert len(c.block_tables["a"]) == 1
+    assert c.num_free_blocks == 5
     with pytest.raises(ValueError, match="new_len"):
         c.truncate("a", 7)
     c.free_sequence("a")
-    assert c.num_free_blocks == 6 and not c.has_sequence("a")
+    assert c.num_free_blocks == 6
+    assert not c.has_sequence("a")
     with pytest.raises(ValueError, match="already"):
         c.add_sequence("b") or c.add_sequence("b")
 
@@ -85,6 +90,7 @@ def test_window_mask_and_out_of_blocks_is_atomic():
     assert b.masks[2][0, 0, 3].nonzero().flatten().tolist() == [2, 3]
     with pytest.raises(OutOfBlocksError):
         c.batch(["a", "b"], [1, 3])
-    assert c.seq_lens == {"a": 4, "b": 0} and c.num_free_blocks == 1
+    assert c.seq_lens == {"a": 4, "b": 0}
+    assert c.num_free_blocks == 1
     with pytest.raises(ValueError, match="n_new must be >= 1"):
         c.batch(["a"], [0])

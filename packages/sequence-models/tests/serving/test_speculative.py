@@ -20,7 +20,11 @@ def models() -> tuple[Qwen2Model, Qwen2Model]:
     # the draft: the target's first layer with its embeddings and head (a self-draft)
     draft = Qwen2Model(Qwen2Config.tiny(num_hidden_layers=1)).eval()
     draft.load_state_dict(
-        {k: v for k, v in target.state_dict().items() if not k.startswith("layers.") or k.startswith("layers.0.")}
+        {
+            k: v
+            for k, v in target.state_dict().items()
+            if not k.startswith("layers.") or k.startswith("layers.0.")
+        }
     )
     return target, draft
 
@@ -36,7 +40,9 @@ def test_greedy_equals_target_exactly(models, k, block_size):
     target, draft = models
     prompts = _prompts([1, 6, 23, 2])
     ref = generate(target, prompts, max_new_tokens=30, ignore_eos=True).sequences
-    out = SpeculativeDecoder(target, draft, k, block_size=block_size).generate(prompts, max_new_tokens=30, ignore_eos=True)
+    out = SpeculativeDecoder(target, draft, k, block_size=block_size).generate(
+        prompts, max_new_tokens=30, ignore_eos=True
+    )
     assert out.sequences == ref
     assert out.finish_reasons == ["length"] * 4
     assert 0 <= out.num_accepted <= out.num_proposed
@@ -45,9 +51,14 @@ def test_greedy_equals_target_exactly(models, k, block_size):
 
 def test_identical_draft_accepts_everything(models):
     target, _ = models
-    out = SpeculativeDecoder(target, target, 4).generate(_prompts([5]), max_new_tokens=21, ignore_eos=True)
+    out = SpeculativeDecoder(target, target, 4).generate(
+        _prompts([5]), max_new_tokens=21, ignore_eos=True
+    )
     assert out.acceptance_rate == 1.0
-    assert out.sequences == generate(target, _prompts([5]), max_new_tokens=21, ignore_eos=True).sequences
+    assert (
+        out.sequences
+        == generate(target, _prompts([5]), max_new_tokens=21, ignore_eos=True).sequences
+    )
     assert out.target_forwards == 1 + 5  # prefill + ceil(21 / (k + 1)) rounds
 
 
@@ -85,7 +96,8 @@ def test_sampling_runs_and_is_seeded(models):
     kw = dict(max_new_tokens=15, temperature=0.8, top_k=20, seed=5, ignore_eos=True)
     a = spec.generate(_prompts([4, 9]), **kw)
     b = spec.generate(_prompts([4, 9]), **kw)
-    assert a.sequences == b.sequences and all(len(s) == 15 for s in a.sequences)
+    assert a.sequences == b.sequences
+    assert all(len(s) == 15 for s in a.sequences)
 
 
 def test_validation(models):

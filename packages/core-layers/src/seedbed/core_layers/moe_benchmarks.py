@@ -137,11 +137,11 @@ def bench_moe_dispatch(full: bool = False) -> list[dict[str, Any]]:
             )
         xr = x.clone().requires_grad_(True)
 
-        def loop_fb() -> None:
+        def loop_fb(xr: torch.Tensor = xr) -> None:
             wgu.grad = wd.grad = xr.grad = None
             naive_moe(xr, idx, gates, keep, wgu, wd).square().mean().backward()
 
-        def grouped_fb(b: str = b) -> None:
+        def grouped_fb(b: str = b, xr: torch.Tensor = xr) -> None:
             wgu.grad = wd.grad = xr.grad = None
             moe_dispatch(xr, idx, gates, keep, wgu, wd, b).square().mean().backward()
 

@@ -2,6 +2,13 @@
 
 from importlib.metadata import version as _version
 
+from seedbed.sequence_models.generation import (
+    GenerationOutput,
+    SamplingParams,
+    StreamEvent,
+    generate,
+    stream_generate,
+)
 from seedbed.sequence_models.lm import LMConfig, LMState, MixerLM
 from seedbed.sequence_models.mixers import (
     MIXERS,
@@ -24,6 +31,28 @@ from seedbed.sequence_models.mixers import (
     RWKVTimeMixState,
     SequenceMixer,
     build_mixer,
+)
+from seedbed.sequence_models.qwen2 import (
+    ByteTokenizer,
+    CheckpointError,
+    HFTokenizer,
+    Qwen2Config,
+    Qwen2Model,
+    StreamDecoder,
+    Tokenizer,
+    load_pretrained,
+    load_tokenizer,
+    save_pretrained,
+)
+from seedbed.sequence_models.serving import (
+    EngineConfig,
+    Int8Linear,
+    LLMEngine,
+    PagedKVCache,
+    RequestOutput,
+    SpeculativeDecoder,
+    SpeculativeOutput,
+    quantize_model,
 )
 
 __version__ = _version("seedbed-sequence-models")
@@ -53,5 +82,29 @@ __all__ = [
     "RetentionState",
     "SequenceMixer",
     "build_mixer",
+    # Qwen2 decoder, generation and serving (issue 6)
+    "ByteTokenizer",
+    "CheckpointError",
+    "EngineConfig",
+    "GenerationOutput",
+    "HFTokenizer",
+    "Int8Linear",
+    "LLMEngine",
+    "PagedKVCache",
+    "Qwen2Config",
+    "Qwen2Model",
+    "RequestOutput",
+    "SamplingParams",
+    "SpeculativeDecoder",
+    "SpeculativeOutput",
+    "StreamDecoder",
+    "StreamEvent",
+    "Tokenizer",
+    "generate",
+    "load_pretrained",
+    "load_tokenizer",
+    "quantize_model",
+    "save_pretrained",
+    "stream_generate",
     "__version__",
 ]

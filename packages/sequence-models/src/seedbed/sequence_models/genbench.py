@@ -22,11 +22,13 @@ import json
 import math
 import tempfile
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 
-from seedbed.core_layers.benchmarking import Metric, Series, timed_ratio
+from seedbed.core_layers import KVCache
+from seedbed.core_layers.benchmarking import Metric, Series, time_call, timed_ratio
 from seedbed.sequence_models.generation.generate import generate
 from seedbed.sequence_models.generation.sampling import SamplingParams
 from seedbed.sequence_models.qwen2.config import Qwen2Config
@@ -45,11 +47,15 @@ __all__ = [
 
 
 def bench_config(full: bool) -> Qwen2Config:
-    """The model a benchmark runs: ~20M parameters in full mode, ~1.6M in quick mode."""
+    """The model a benchmark runs: ~20M parameters in full mode, ~4M in quick mode."""
     if full:
         return Qwen2Config.small_20m()
     return Qwen2Config.small_20m(
-        vocab_size=4096, hidden_size=128, intermediate_size=384, num_hidden_layers=4, num_attention_heads=4
+        vocab_size=4096,
+        hidden_size=256,
+        intermediate_size=768,
+        num_hidden_layers=4,
+        num_attention_heads=4,
     )
 
 
@@ -75,12 +81,20 @@ def _note(cfg: Qwen2Config, extra: str) -> str:
 def run_generate_vs_transformers(
     cfg: Qwen2Config, lengths: Sequence[int], new_tokens: int, repeats: int
 ) -> list[dict[str, Any]]:
-    """Our generate vs transformers' generate on the same checkpoint and prompts (greedy)."""
+    """Our generate vs transformers' generate on the same checkpoint and prompts (greedy).
+
+    Measured twice: each prompt on its own (batch 1, the headline tokens/s), and all prompts
+    as one left-padded batch.
+    """
     try:
         import transformers
     except ImportError:
         note = "transformers is not installed (oracles group); nothing measured"
-        return [Metric("generate_speedup_vs_transformers", math.nan, "x", 1.5, True, note=note).as_dict()]
+        return [
+            Metric(
+                "generate_speedup_vs_transformers", math.nan, "x", 1.5, True, note=note
+            ).as_dict()
+        ]
     model = _model(cfg)
     with tempfile.TemporaryDirectory() as d:
         model.save_pretrained(d)
@@ -93,53 +107,118 @@ def run_generate_vs_transformers(
         ids[i, p - len(r) :] = torch.tensor(r)
         mask[i, p - len(r) :] = 1
 
-    def theirs() -> list[list[int]]:
+    def hf_generate(x: torch.Tensor, m: torch.Tensor) -> list[list[int]]:
         with torch.no_grad():
             out = hf.generate(
-                ids,
-                attention_mask=mask,
+                x,
+                attention_mask=m,
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 do_sample=False,
                 pad_token_id=0,
             )
-        return out[:, p:].tolist()
+        return out[:, x.shape[1] :].tolist()
 
-    def ours() -> list[list[int]]:
+    def theirs_each() -> list[list[int]]:
+        return [
+            hf_generate(torch.tensor([r]), torch.ones(1, len(r), dtype=torch.long))[0]
+            for r in prompts
+        ]
+
+    def ours_each() -> list[list[int]]:
+        return [
+            generate(model, [r], max_new_tokens=new_tokens, ignore_eos=True).sequences[0]
+            for r in prompts
+        ]
+
+    def theirs_batch() -> list[list[int]]:
+        return hf_generate(ids, mask)
+
+    def ours_batch() -> list[list[int]]:
         return generate(model, prompts, max_new_tokens=new_tokens, ignore_eos=True).sequences
 
-    same = float(ours() == theirs())
-    t_hf, t_ours, speedup = timed_ratio(theirs, ours, repeats=repeats)
+    same = float(ours_each() == theirs_each() and ours_batch() == theirs_batch())
+    t_hf, t_ours, speedup = timed_ratio(theirs_each, ours_each, repeats=repeats)
+    _t_hf_b, _t_ours_b, speedup_b = timed_ratio(theirs_batch, ours_batch, repeats=repeats)
     n = b * new_tokens
-    note = _note(cfg, f"{b} prompts of lengths {list(lengths)} (left-padded), {new_tokens} new tokens, greedy")
+    note = _note(
+        cfg,
+        f"prompts of lengths {list(lengths)}, {new_tokens} new tokens each, greedy, each prompt alone",
+    )
+    note_b = _note(
+        cfg, f"the same {b} prompts as one left-padded batch, {new_tokens} new tokens, greedy"
+    )
     return [
         Metric("generate_speedup_vs_transformers", speedup, "x", 1.5, True, note=note).as_dict(),
         Metric("generate_tokens_per_s_ours", n / t_ours, "tokens/s", None, note=note).as_dict(),
-        Metric("generate_tokens_per_s_transformers", n / t_hf, "tokens/s", None, note=note).as_dict(),
-        Metric("generate_same_tokens_as_transformers", same, "bool", 1.0, True, note=note).as_dict(),
+        Metric(
+            "generate_tokens_per_s_transformers", n / t_hf, "tokens/s", None, note=note
+        ).as_dict(),
+        Metric(
+            "generate_speedup_vs_transformers_batched", speedup_b, "x", None, note=note_b
+        ).as_dict(),
+        Metric(
+            "generate_same_tokens_as_transformers", same, "bool", 1.0, True, note=note
+        ).as_dict(),
     ]
 
 
 def run_kv_cache_vs_no_cache(
     cfg: Qwen2Config, context: int, new_tokens: int, repeats: int
 ) -> list[dict[str, Any]]:
-    """Generation with and without the KV cache at ``context`` tokens of context."""
+    """Per-token cost at ``context`` tokens of context, with and without the KV cache.
+
+    Without a cache every new token re-runs the model over the whole sequence (``context``
+    tokens); with it, a token is one single-position step against ``context - 1`` cached
+    keys. The step cost is measured as (prefill + ``new_tokens`` steps - prefill) /
+    ``new_tokens``, all timings interleaved. End-to-end ``generate`` with and without the
+    cache (prefill included, ``new_tokens`` tokens) is reported too.
+    """
     model = _model(cfg)
-    prompt = _prompts(cfg, [context - new_tokens])
+    prompt = _prompts(cfg, [context - new_tokens // 2])[0]
+    ids = torch.tensor([prompt])
 
-    def cached() -> list[list[int]]:
-        return generate(model, prompt, max_new_tokens=new_tokens, ignore_eos=True).sequences
+    def prefill() -> list[KVCache]:
+        caches = model.make_caches(1, len(prompt) + new_tokens)
+        with torch.no_grad():
+            model(ids, caches=caches, logits_to_keep=1)
+        return caches
 
-    def uncached() -> list[list[int]]:
-        return generate(model, prompt, max_new_tokens=new_tokens, ignore_eos=True, use_cache=False).sequences
+    def prefill_and_decode() -> None:
+        caches = prefill()
+        tok = torch.tensor([[1]])
+        with torch.no_grad():
+            for _ in range(new_tokens):
+                model(tok, caches=caches)
 
-    same = float(cached() == uncached())
-    t_no, t_yes, speedup = timed_ratio(uncached, cached, repeats=repeats, warmup=0)
-    note = _note(cfg, f"prompt {context - new_tokens} + {new_tokens} new tokens = {context} context, greedy, batch 1")
+    full_ids = torch.tensor([(prompt * 2)[:context]])
+
+    def uncached_token() -> None:  # what a cache-less generator pays for one token
+        with torch.no_grad():
+            model(full_ids, logits_to_keep=1)
+
+    t_pre, t_all, _ = timed_ratio(prefill, prefill_and_decode, repeats=repeats + 2)
+    t_full = timed_ratio(uncached_token, uncached_token, repeats=repeats + 2)[0]
+    t_step = max(t_all - t_pre, 1e-9) / new_tokens
+    speedup = t_full / t_step
+
+    def gen(cache: bool) -> list[list[int]]:
+        return generate(
+            model, [prompt], max_new_tokens=new_tokens, ignore_eos=True, use_cache=cache
+        ).sequences
+
+    same = float(gen(True) == gen(False))
+    _t_no, _t_yes, e2e = timed_ratio(lambda: gen(False), lambda: gen(True), repeats=1, warmup=0)
+    note = _note(
+        cfg,
+        f"per-token step at {context} tokens of context vs a full forward over {context} tokens; "
+        f"end-to-end: prompt {len(prompt)} + {new_tokens} new tokens, greedy, batch 1",
+    )
     return [
         Metric("kv_cache_speedup", speedup, "x", 10.0, True, note=note).as_dict(),
-        Metric("kv_cache_tokens_per_s", new_tokens / t_yes, "tokens/s", None, note=note).as_dict(),
-        Metric("no_cache_tokens_per_s", new_tokens / t_no, "tokens/s", None, note=note).as_dict(),
+        Metric("kv_cache_step_ms", t_step * 1e3, "ms", None, False, note=note).as_dict(),
+        Metric("no_cache_step_ms", t_full * 1e3, "ms", None, False, note=note).as_dict(),
+        Metric("kv_cache_generate_speedup_end_to_end", e2e, "x", None, note=note).as_dict(),
         Metric("kv_cache_same_tokens", same, "bool", 1.0, True, note=note).as_dict(),
     ]
 
@@ -156,26 +235,35 @@ def run_continuous_batching(
     blocks = sum(-(-(n + new_tokens) // 16) for n in lengths) + n_requests
 
     def run(batch: int) -> list[list[int]]:
-        eng = LLMEngine(model, None, EngineConfig(num_blocks=blocks, block_size=16, max_batch_size=batch))
-        if batch == 1:  # requests all queued at once, served one after another
-            return [o.output_ids for o in eng.generate(prompts, params)]
+        eng = LLMEngine(
+            model, None, EngineConfig(num_blocks=blocks, block_size=16, max_batch_size=batch)
+        )
+        # all requests queued at once; with batch 1 they are served one after another
         return [o.output_ids for o in eng.generate(prompts, params)]
 
     same = float(run(1) == run(n_requests))
-    t_seq, t_cb, speedup = timed_ratio(lambda: run(1), lambda: run(n_requests), repeats=repeats, warmup=0)
+    t_seq, t_cb, speedup = timed_ratio(
+        lambda: run(1), lambda: run(n_requests), repeats=repeats, warmup=0
+    )
     total = n_requests * new_tokens
-    note = _note(cfg, f"{n_requests} requests, prompts {min(lengths)}-{max(lengths)} tokens, {new_tokens} new each, greedy")
+    note = _note(
+        cfg,
+        f"{n_requests} requests, prompts {min(lengths)}-{max(lengths)} tokens, {new_tokens} new each, greedy",
+    )
     series = []
     if curve:
         sizes = [1, 2, 4, n_requests]
         tput = []
         for s in sizes:
-            _, t, _ = timed_ratio(lambda: None, lambda s=s: run(s), repeats=1, warmup=0)
-            tput.append(total / t)
+            tput.append(total / time_call(partial(run, s), repeats=1, warmup=0))
         series = [Series(sizes, tput, "max batch size", "tokens/s", "continuous batching")]
     return [
-        Metric("continuous_batching_speedup", speedup, "x", 3.0, True, series=series, note=note).as_dict(),
-        Metric("continuous_batching_tokens_per_s", total / t_cb, "tokens/s", None, note=note).as_dict(),
+        Metric(
+            "continuous_batching_speedup", speedup, "x", 3.0, True, series=series, note=note
+        ).as_dict(),
+        Metric(
+            "continuous_batching_tokens_per_s", total / t_cb, "tokens/s", None, note=note
+        ).as_dict(),
         Metric("sequential_tokens_per_s", total / t_seq, "tokens/s", None, note=note).as_dict(),
         Metric("continuous_batching_same_tokens", same, "bool", 1.0, True, note=note).as_dict(),
     ]
@@ -183,11 +271,17 @@ def run_continuous_batching(
 
 def self_draft(target: Qwen2Model, num_layers: int) -> Qwen2Model:
     """A draft made of the target's first ``num_layers`` layers, embeddings, final norm and head."""
-    cfg = Qwen2Config(**{**target.config.__dict__, "num_hidden_layers": num_layers, "layer_types": []})
+    cfg = Qwen2Config(
+        **{**target.config.__dict__, "num_hidden_layers": num_layers, "layer_types": []}
+    )
     draft = Qwen2Model(cfg).to(target.dtype).eval()
     keep = {f"layers.{i}." for i in range(num_layers)}
     draft.load_state_dict(
-        {k: v for k, v in target.state_dict().items() if not k.startswith("layers.") or k[: k.index(".", 7) + 1] in keep}
+        {
+            k: v
+            for k, v in target.state_dict().items()
+            if not k.startswith("layers.") or k[: k.index(".", 7) + 1] in keep
+        }
     )
     return draft
 
@@ -212,7 +306,7 @@ def run_speculative(
         return out.sequences
 
     same = float(plain() == speculative())
-    t_plain, t_spec, speedup = timed_ratio(plain, speculative, repeats=repeats, warmup=0)
+    _t_plain, _t_spec, speedup = timed_ratio(plain, speculative, repeats=repeats, warmup=0)
     out = last["out"]
     note = _note(
         cfg,
@@ -223,7 +317,13 @@ def run_speculative(
     return [
         Metric("speculative_speedup", speedup, "x", None, note=note).as_dict(),
         Metric("speculative_acceptance_rate", out.acceptance_rate, "", None, note=note).as_dict(),
-        Metric("speculative_tokens_per_target_forward", new_tokens / out.target_forwards, "", None, note=note).as_dict(),
+        Metric(
+            "speculative_tokens_per_target_forward",
+            new_tokens / out.target_forwards,
+            "",
+            None,
+            note=note,
+        ).as_dict(),
         Metric("speculative_same_tokens_as_target", same, "bool", 1.0, True, note=note).as_dict(),
     ]
 
@@ -232,14 +332,14 @@ def generate_vs_transformers(full: bool = False) -> list[dict[str, Any]]:
     """Our generate vs transformers' (greedy, same random-init Qwen2 and prompts)."""
     if full:
         return run_generate_vs_transformers(bench_config(True), [32, 24, 17, 9], 64, repeats=5)
-    return run_generate_vs_transformers(bench_config(False), [24, 17, 9, 5], 24, repeats=3)
+    return run_generate_vs_transformers(bench_config(False), [24, 17, 9, 5], 32, repeats=3)
 
 
 def kv_cache_vs_no_cache(full: bool = False) -> list[dict[str, Any]]:
     """KV cache vs recomputation at 512 tokens of context."""
     if full:
-        return run_kv_cache_vs_no_cache(bench_config(True), 512, 32, repeats=3)
-    return run_kv_cache_vs_no_cache(bench_config(False), 512, 8, repeats=2)
+        return run_kv_cache_vs_no_cache(bench_config(True), 512, 64, repeats=3)
+    return run_kv_cache_vs_no_cache(bench_config(False), 512, 32, repeats=2)
 
 
 def continuous_batching_vs_sequential(full: bool = False) -> list[dict[str, Any]]:
@@ -266,14 +366,18 @@ GENBENCHMARKS: list[Callable[..., list[dict[str, Any]]]] = [
 
 # ------------------------------------------------------------------------------ CLI
 def _fmt(m: dict[str, Any]) -> str:
-    target = "" if m["target"] is None else f"{'>=' if m['higher_is_better'] else '<='} {m['target']:g}"
+    target = (
+        "" if m["target"] is None else f"{'>=' if m['higher_is_better'] else '<='} {m['target']:g}"
+    )
     status = {True: "PASS", False: "FAIL", None: ""}[m["passed"]]
     return f"{m['name']:42s} {m['value']:12.3f} {m['unit']:9s} {target:10s} {status}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``seedbed-genbench``: run the generation benchmarks and print a table."""
-    p = argparse.ArgumentParser(prog="seedbed-genbench", description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p = argparse.ArgumentParser(
+        prog="seedbed-genbench", description=__doc__.split("\n\n")[0] if __doc__ else None
+    )
     p.add_argument("--full", action="store_true", help="~20M-parameter model and longer runs")
     p.add_argument(
         "--only",

@@ -60,7 +60,7 @@ def _op_cases(length: int, g: torch.Generator) -> dict[str, tuple[Callable[[], A
     # Hyena long convolution, 64 channels
     uh, kh = r(1, d, length), r(d, length) / math.sqrt(length)
     return {
-        "rwkv": (lambda: recurrent_wkv(w, u, k, v), lambda: chunk_wkv(w, u, k, v, chunk_size=32), "D=64"),
+        "rwkv": (lambda: recurrent_wkv(w, u, k, v), lambda: chunk_wkv(w, u, k, v, chunk_size=8), "D=64"),
         "retnet": (
             lambda: recurrent_retention(q4, k4, v4),
             lambda: chunk_retention(q4, k4, v4, chunk_size=64),

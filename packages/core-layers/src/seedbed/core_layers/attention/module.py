@@ -146,11 +146,15 @@ class MultiHeadAttention(nn.Module):
         q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # (B, S, H, D)
         k = self.k_proj(x).view(b, s, self.n_kv_heads, self.head_dim)  # (B, S, H_kv, D)
         v = self.v_proj(x).view(b, s, self.n_kv_heads, self.head_dim)  # (B, S, H_kv, D)
+        if positions is not None:
+            if self.rope is None:
+                raise ValueError("positions were given but this MultiHeadAttention has no rope")
+            check_tensor(positions, "positions", ndim=(1, 2), floating=False)
         if self.rope is not None:
             if positions is None:
                 start = cache.size if cache is not None else 0
                 positions = torch.arange(start, start + s, device=x.device)  # (S,)
-            elif positions.shape[-1] != s or positions.ndim not in (1, 2):
+            elif positions.shape[-1] != s:
                 raise ValueError(
                     f"positions must be (S,) or (B, S) with S={s}, got {tuple(positions.shape)}"
                 )

@@ -27,6 +27,11 @@ class NF4Linear(nn.Module):
     Build one with :meth:`from_linear` or :meth:`from_weight`.
     """
 
+    weight_packed: torch.Tensor
+    weight_absmax: torch.Tensor
+    weight_absmax_scale: torch.Tensor | None
+    weight_absmax_offset: torch.Tensor | None
+
     def __init__(
         self,
         in_features: int,
@@ -65,20 +70,24 @@ class NF4Linear(nn.Module):
         absmax = q.absmax if q.double_quant else _f32_as_i32(q.absmax)
         self.register_buffer("weight_absmax", absmax)
         if q.double_quant:
-            assert q.absmax_scale is not None and q.absmax_offset is not None
+            assert q.absmax_scale is not None
+            assert q.absmax_offset is not None
             self.register_buffer("weight_absmax_scale", _f32_as_i32(q.absmax_scale))
             self.register_buffer("weight_absmax_offset", _f32_as_i32(q.absmax_offset.reshape(1)))
-        else:
-            self.weight_absmax_scale = None
-            self.weight_absmax_offset = None
+        else:  # None buffers: not saved, but still filled in place by set_weight
+            self.register_buffer("weight_absmax_scale", None)
+            self.register_buffer("weight_absmax_offset", None)
 
     @property
     def quant_weight(self) -> NF4Tensor:
         """The stored weight as an :class:`NF4Tensor` (views of the buffers, no copy)."""
-        dq = self.weight_absmax_scale is not None
-        absmax = self.weight_absmax if dq else self.weight_absmax.view(torch.float32)
-        scale = self.weight_absmax_scale.view(torch.float32) if dq else None
-        offset = self.weight_absmax_offset.view(torch.float32)[0] if dq else None
+        scale_bits, offset_bits = self.weight_absmax_scale, self.weight_absmax_offset
+        if scale_bits is not None and offset_bits is not None:  # double quantization
+            absmax = self.weight_absmax
+            scale: torch.Tensor | None = scale_bits.view(torch.float32)
+            offset: torch.Tensor | None = offset_bits.view(torch.float32)[0]
+        else:
+            absmax, scale, offset = self.weight_absmax.view(torch.float32), None, None
         return NF4Tensor(
             self.weight_packed,
             absmax,
@@ -100,7 +109,8 @@ class NF4Linear(nn.Module):
         )
         self.weight_packed = q.packed
         if q.double_quant:
-            assert q.absmax_scale is not None and q.absmax_offset is not None
+            assert q.absmax_scale is not None
+            assert q.absmax_offset is not None
             self.weight_absmax = q.absmax
             self.weight_absmax_scale = _f32_as_i32(q.absmax_scale)
             self.weight_absmax_offset = _f32_as_i32(q.absmax_offset.reshape(1))

@@ -126,7 +126,9 @@ def normalize_prompts(
             raise TypeError(f"prompt tensor must hold integer ids, got {prompts.dtype}")
         t = prompts if prompts.ndim == 2 else prompts[None]
         if t.ndim != 2:
-            raise ValueError(f"prompt tensor must be (B, P) or (P,), got shape {tuple(prompts.shape)}")
+            raise ValueError(
+                f"prompt tensor must be (B, P) or (P,), got shape {tuple(prompts.shape)}"
+            )
         if attention_mask is not None:
             if attention_mask.shape != t.shape:
                 raise ValueError(
@@ -136,13 +138,21 @@ def normalize_prompts(
             rows = [t[i][m[i]].tolist() for i in range(t.shape[0])]
         else:
             rows = t.tolist()
-    elif isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, str) for p in prompts):
+    elif (
+        isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, str) for p in prompts)
+    ):
         if tokenizer is None:
             raise ValueError("text prompts need a tokenizer")
         rows = [tokenizer.encode(p) for p in prompts]
-    elif isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, int) for p in prompts):
+    elif (
+        isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, int) for p in prompts)
+    ):
         rows = [list(prompts)]
-    elif isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, (list, tuple)) for p in prompts):
+    elif (
+        isinstance(prompts, (list, tuple))
+        and prompts
+        and all(isinstance(p, (list, tuple)) for p in prompts)
+    ):
         rows = [list(p) for p in prompts]
     else:
         raise TypeError(
@@ -169,7 +179,9 @@ def _stop_ids(model: Qwen2Model, params: SamplingParams, tokenizer: Tokenizer | 
 def _make_params(params: SamplingParams | None, kwargs: dict[str, Any]) -> SamplingParams:
     if params is not None:
         if kwargs:
-            raise TypeError(f"pass either params or sampling keywords, not both (got {sorted(kwargs)})")
+            raise TypeError(
+                f"pass either params or sampling keywords, not both (got {sorted(kwargs)})"
+            )
         if not isinstance(params, SamplingParams):
             raise TypeError(f"params must be a SamplingParams, got {type(params).__name__}")
         return params
@@ -237,17 +249,27 @@ def stream_generate(
     stop_ids = _stop_ids(model, p, tokenizer)
     gens: list[torch.Generator | None] = [None] * b
     if not p.greedy:
-        base = [None if p.seed is None else p.seed + i for i in range(b)] if seeds is None else list(seeds)
+        base = (
+            [None if p.seed is None else p.seed + i for i in range(b)]
+            if seeds is None
+            else list(seeds)
+        )
         gens = [make_generator(s, dev) for s in base]
     seen = None
     if p.repetition_penalty != 1.0:
         seen = torch.zeros(b, cfg.vocab_size, dtype=torch.bool, device=dev)
         seen.scatter_(1, ids, mask)
-    matchers = [StopStringMatcher(tokenizer, p.stop_strings) for _ in range(b)] if tokenizer is not None else None
+    matchers = (
+        [StopStringMatcher(tokenizer, p.stop_strings) for _ in range(b)]
+        if tokenizer is not None
+        else None
+    )
 
     caches = model.make_caches(b, total) if use_cache else None
     seq = ids  # (B, T) everything so far (used without a cache)
-    logits = model(ids, attention_mask=mask if padded else None, caches=caches, logits_to_keep=1)[:, -1]
+    logits = model(ids, attention_mask=mask if padded else None, caches=caches, logits_to_keep=1)[
+        :, -1
+    ]
     pos = torch.tensor(lengths, dtype=torch.long, device=dev)  # next position per row
     finished = [False] * b
     ones = torch.ones(b, 1, dtype=torch.bool, device=dev)
@@ -327,4 +349,6 @@ def generate(
         texts[ev.index] += ev.text
         if ev.finish_reason is not None:
             reasons[ev.index] = ev.finish_reason
-    return GenerationOutput(seqs, reasons, texts if tokenizer is not None else None, [len(r) for r in rows])
+    return GenerationOutput(
+        seqs, reasons, texts if tokenizer is not None else None, [len(r) for r in rows]
+    )

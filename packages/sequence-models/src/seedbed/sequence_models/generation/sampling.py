@@ -32,8 +32,12 @@ class SamplingParams:
     temperature: float = 0.0  # 0 -> greedy (argmax); > 0 -> sample from softmax(logits / T)
     top_k: int = 0  # keep the k most likely tokens (0 = off)
     top_p: float = 1.0  # nucleus: smallest set with cumulative probability >= top_p (1 = off)
-    repetition_penalty: float = 1.0  # CTRL-style penalty on tokens seen in prompt or output (1 = off)
-    stop_token_ids: list[int] = field(default_factory=list)  # ids that end the request (kept in output)
+    repetition_penalty: float = (
+        1.0  # CTRL-style penalty on tokens seen in prompt or output (1 = off)
+    )
+    stop_token_ids: list[int] = field(
+        default_factory=list
+    )  # ids that end the request (kept in output)
     stop_strings: list[str] = field(default_factory=list)  # texts that end it (needs a tokenizer)
     seed: int | None = None  # seeds this request's sampling generator
     ignore_eos: bool = False  # do not stop on the model's / tokenizer's EOS ids
@@ -53,17 +57,25 @@ class SamplingParams:
             raise TypeError(f"top_p must be a number, got {self.top_p!r}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if isinstance(self.repetition_penalty, bool) or not isinstance(self.repetition_penalty, (int, float)):
+        if isinstance(self.repetition_penalty, bool) or not isinstance(
+            self.repetition_penalty, (int, float)
+        ):
             raise TypeError(f"repetition_penalty must be a number, got {self.repetition_penalty!r}")
         if not (self.repetition_penalty > 0 and math.isfinite(self.repetition_penalty)):
-            raise ValueError(f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}")
+            raise ValueError(
+                f"repetition_penalty must be a finite number > 0, got {self.repetition_penalty}"
+            )
         self.stop_token_ids = list(self.stop_token_ids)
         if any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in self.stop_token_ids):
-            raise ValueError(f"stop_token_ids must be non-negative ints, got {self.stop_token_ids!r}")
+            raise ValueError(
+                f"stop_token_ids must be non-negative ints, got {self.stop_token_ids!r}"
+            )
         self.stop_strings = list(self.stop_strings)
         if any(not isinstance(s, str) or not s for s in self.stop_strings):
             raise ValueError(f"stop_strings must be non-empty strings, got {self.stop_strings!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+        if self.seed is not None and (
+            isinstance(self.seed, bool) or not isinstance(self.seed, int)
+        ):
             raise TypeError(f"seed must be an int or None, got {self.seed!r}")
 
     @property
@@ -79,7 +91,9 @@ def make_generator(seed: int | None, device: torch.device | str = "cpu") -> torc
     return g
 
 
-def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+def apply_repetition_penalty(
+    logits: torch.Tensor, seen: torch.Tensor, penalty: float
+) -> torch.Tensor:
     """CTRL repetition penalty (as in ``transformers``): divide positive logits of seen tokens
     by ``penalty``, multiply negative ones.
 

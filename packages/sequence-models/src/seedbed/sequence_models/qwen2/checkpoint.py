@@ -82,7 +82,11 @@ def expected_shapes(config: Qwen2Config) -> dict[str, tuple[int, ...]]:
     """Every tensor a checkpoint of ``config`` must hold, by our name, with its shape."""
     d, hd = config.hidden_size, config.head_dim
     assert hd is not None
-    q, kv, f = config.num_attention_heads * hd, config.num_key_value_heads * hd, config.intermediate_size
+    q, kv, f = (
+        config.num_attention_heads * hd,
+        config.num_key_value_heads * hd,
+        config.intermediate_size,
+    )
     shapes: dict[str, tuple[int, ...]] = {"embed_tokens.weight": (config.vocab_size, d)}
     for i in range(config.num_hidden_layers):
         p = f"layers.{i}."
@@ -121,7 +125,9 @@ def _weight_files(root: Path) -> dict[str, Path]:
         files: dict[str, Path] = {}
         for name, fname in weight_map.items():
             if not isinstance(fname, str) or "/" in fname or "\\" in fname or fname.startswith("."):
-                raise CheckpointError(f"{index_path}: tensor {name!r} maps to a bad file name {fname!r}")
+                raise CheckpointError(
+                    f"{index_path}: tensor {name!r} maps to a bad file name {fname!r}"
+                )
             path = root / fname
             if not path.is_file():
                 missing.setdefault(fname, []).append(name)
@@ -144,7 +150,9 @@ def _weight_files(root: Path) -> dict[str, Path]:
             f"checkpoint {root} holds only pickle weights (*.bin/*.pt); expected "
             f"{SAFE_WEIGHTS_NAME} or {SAFE_INDEX_NAME} (safetensors)"
         )
-    raise CheckpointError(f"checkpoint {root} has neither {SAFE_WEIGHTS_NAME} nor {SAFE_INDEX_NAME}")
+    raise CheckpointError(
+        f"checkpoint {root} has neither {SAFE_WEIGHTS_NAME} nor {SAFE_INDEX_NAME}"
+    )
 
 
 def _read_shapes(files: Mapping[str, Path]) -> dict[str, tuple[tuple[int, ...], str]]:
@@ -188,7 +196,9 @@ def _validate(
             unexpected.append(hf_name)
             continue
         if name in ours_to_src:
-            raise CheckpointError(f"tensor {name!r} appears twice ({ours_to_src[name]!r}, {hf_name!r})")
+            raise CheckpointError(
+                f"tensor {name!r} appears twice ({ours_to_src[name]!r}, {hf_name!r})"
+            )
         ours_to_src[name] = hf_name
     if unexpected:
         more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
@@ -244,9 +254,14 @@ def load_pretrained(
     ours_to_src = _validate(config, found)
 
     if dtype is None:
-        dtypes = {found[src][1] for src in ours_to_src.values()}
-        names = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-        known = [names[s] for s in dtypes if s in names]
+        stored = {found[src][1] for src in ours_to_src.values()}
+        st_dtypes = {
+            "F32": torch.float32,
+            "F16": torch.float16,
+            "BF16": torch.bfloat16,
+            "F64": torch.float64,
+        }
+        known = [st_dtypes[s] for s in stored if s in st_dtypes]
         dtype = known[0] if len(known) == 1 else torch.float32
     state: dict[str, torch.Tensor] = {}
     by_file: dict[Path, list[str]] = {}
@@ -330,7 +345,10 @@ def save_pretrained(
                 save_file(shard, str(tmp / fname), metadata={"format": "pt"})
                 written.append(fname)
                 weight_map.update(dict.fromkeys(shard, fname))
-            index: dict[str, Any] = {"metadata": {"total_size": sum(sizes)}, "weight_map": weight_map}
+            index: dict[str, Any] = {
+                "metadata": {"total_size": sum(sizes)},
+                "weight_map": weight_map,
+            }
             (tmp / SAFE_INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
             written.append(SAFE_INDEX_NAME)
         model.config.to_json_file(tmp / CONFIG_NAME, dtype=dtype_name)

@@ -56,7 +56,9 @@ class Qwen2Config:
     tie_word_embeddings: bool = True  # lm_head shares embed_tokens.weight
     attention_bias: bool = True  # q/k/v projections carry a bias (Qwen2: True); o_proj never does
     sliding_window: int | None = None  # window w for layers marked "sliding_attention"
-    layer_types: list[str] = field(default_factory=list)  # per layer "full_attention"/"sliding_attention"; [] -> all full
+    layer_types: list[str] = field(
+        default_factory=list
+    )  # per layer "full_attention"/"sliding_attention"; [] -> all full
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = None  # one id or several; generation stops on any
     pad_token_id: int | None = None
@@ -81,7 +83,11 @@ class Qwen2Config:
                     f"head_dim is not given, got {self.hidden_size} and {self.num_attention_heads}"
                 )
             self.head_dim = self.hidden_size // self.num_attention_heads
-        if isinstance(self.head_dim, bool) or not isinstance(self.head_dim, int) or self.head_dim < 2:
+        if (
+            isinstance(self.head_dim, bool)
+            or not isinstance(self.head_dim, int)
+            or self.head_dim < 2
+        ):
             raise ValueError(f"Qwen2Config.head_dim must be an int >= 2, got {self.head_dim!r}")
         if self.head_dim % 2 != 0:
             raise ValueError(f"Qwen2Config.head_dim must be even for RoPE, got {self.head_dim}")
@@ -221,7 +227,7 @@ class Qwen2Config:
         known = {f.name for f in fields(cls)}
         unknown = sorted(k for k in d if k not in known and k not in _IGNORED_HF_KEYS)
         kw = {k: v for k, v in d.items() if k in known}
-        kw["rope_theta"] = float(theta)
+        kw["rope_theta"] = float(theta if theta is not None else 10000.0)
         kw.setdefault("attention_bias", True)
         if not d.get("use_sliding_window", False):
             kw["sliding_window"] = None

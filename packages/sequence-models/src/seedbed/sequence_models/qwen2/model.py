@@ -53,7 +53,11 @@ class Qwen2DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         """x: (B, S, d) -> (B, S, d)."""
         h = self.self_attn(
-            self.input_layernorm(x), positions=positions, attn_mask=attn_mask, cache=cache, causal=causal
+            self.input_layernorm(x),
+            positions=positions,
+            attn_mask=attn_mask,
+            cache=cache,
+            causal=causal,
         )
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x))
@@ -96,7 +100,7 @@ def build_attn_masks(
     Returns:
         {window: (B, 1, S, T) bool}.
     """
-    b, t = attention_mask.shape
+    _b, t = attention_mask.shape
     dev = attention_mask.device
     key_ok = attention_mask.bool()[:, None, :]  # (B, 1, T)
     qi = torch.arange(t - seq_len, t, device=dev)[:, None]  # (S, 1) key slot of each query
@@ -129,14 +133,18 @@ class Qwen2Model(nn.Module):
         assert config.head_dim is not None
         self.rope = RotaryEmbedding(config.head_dim, rope_theta=config.rope_theta)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(Qwen2DecoderLayer(config, self.rope) for _ in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            Qwen2DecoderLayer(config, self.rope) for _ in range(config.num_hidden_layers)
+        )
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
         self.lm_head: nn.Linear | None = (
             None
             if config.tie_word_embeddings
             else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         )
-        self.windows: list[int | None] = [config.layer_window(i) for i in range(config.num_hidden_layers)]
+        self.windows: list[int | None] = [
+            config.layer_window(i) for i in range(config.num_hidden_layers)
+        ]
         self._head_t: torch.Tensor | None = None  # inference copy of the head, (d, V)
         self._head_t_key: tuple[Any, ...] | None = None
         self.reset_parameters()
@@ -172,7 +180,15 @@ class Qwen2Model(nn.Module):
 
         for name, mod in self.named_modules():
             if isinstance(mod, MultiHeadAttention | SwiGLU):
-                for pname in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
+                for pname in (
+                    "q_proj",
+                    "k_proj",
+                    "v_proj",
+                    "o_proj",
+                    "gate_proj",
+                    "up_proj",
+                    "down_proj",
+                ):
                     sub = getattr(mod, pname, None)
                     if sub is not None and type(sub) is not nn.Linear:
                         raise TypeError(
@@ -249,18 +265,27 @@ class Qwen2Model(nn.Module):
             (B, S', vocab_size) logits, S' = S or ``logits_to_keep``.
         """
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2:
-            raise ValueError(f"input_ids must be a (B, S) tensor, got {getattr(input_ids, 'shape', input_ids)!r}")
-        if input_ids.dtype in (torch.float16, torch.float32, torch.float64, torch.bfloat16, torch.bool):
+            raise ValueError(
+                f"input_ids must be a (B, S) tensor, got {getattr(input_ids, 'shape', input_ids)!r}"
+            )
+        if input_ids.dtype in (
+            torch.float16,
+            torch.float32,
+            torch.float64,
+            torch.bfloat16,
+            torch.bool,
+        ):
             raise TypeError(f"input_ids must be an integer tensor, got {input_ids.dtype}")
         b, s = input_ids.shape
         if caches is not None and len(caches) != len(self.layers):
-            raise ValueError(f"caches must have one entry per layer ({len(self.layers)}), got {len(caches)}")
+            raise ValueError(
+                f"caches must have one entry per layer ({len(self.layers)}), got {len(caches)}"
+            )
         past = caches[0].size if caches is not None and attn_masks is None else 0
-        if attention_mask is not None:
-            if attention_mask.shape != (b, past + s):
-                raise ValueError(
-                    f"attention_mask must be (B, cached + S) = {(b, past + s)}, got {tuple(attention_mask.shape)}"
-                )
+        if attention_mask is not None and attention_mask.shape != (b, past + s):
+            raise ValueError(
+                f"attention_mask must be (B, cached + S) = {(b, past + s)}, got {tuple(attention_mask.shape)}"
+            )
         if positions is None:
             if attention_mask is not None:
                 positions = positions_from_mask(attention_mask, s)
@@ -302,10 +327,11 @@ class Qwen2Model(nn.Module):
         if torch.is_grad_enabled() and w.requires_grad:
             return F.linear(hidden, w)
         key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
-        if self._head_t_key != key:
-            self._head_t = w.detach().t().contiguous()  # (d, V)
+        head = self._head_t
+        if head is None or self._head_t_key != key:
+            head = self._head_t = w.detach().t().contiguous()  # (d, V)
             self._head_t_key = key
-        return hidden @ self._head_t
+        return hidden @ head
 
     @torch.no_grad()
     def generate(self, prompts: Any, **kwargs: Any) -> Any:

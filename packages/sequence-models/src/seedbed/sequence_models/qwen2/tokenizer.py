@@ -101,7 +101,9 @@ class ByteTokenizer(Tokenizer):
         self.eos_token_id = self.special_tokens[first] if first is not None else None
         self.pad_token_id = self.eos_token_id
         self._split = (
-            re.compile("(" + "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")")
+            re.compile(
+                "(" + "|".join(re.escape(s) for s in sorted(specials, key=len, reverse=True)) + ")"
+            )
             if specials
             else None
         )
@@ -140,7 +142,9 @@ class ByteTokenizer(Tokenizer):
 
     def save(self, directory: str | os.PathLike[str]) -> list[str]:
         spec = {"type": "byte", "special_tokens": list(self.special_tokens)}
-        Path(directory, BYTE_TOKENIZER_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+        Path(directory, BYTE_TOKENIZER_FILE).write_text(
+            json.dumps(spec, indent=2) + "\n", encoding="utf-8"
+        )
         return [BYTE_TOKENIZER_FILE]
 
     @classmethod
@@ -158,10 +162,16 @@ class HFTokenizer(Tokenizer):
     special-token strings found in the vocabulary.
     """
 
-    def __init__(self, tokenizer: Any, *, eos_token: str | None = None, pad_token: str | None = None) -> None:
+    def __init__(
+        self, tokenizer: Any, *, eos_token: str | None = None, pad_token: str | None = None
+    ) -> None:
         self._tok = tokenizer
         self.vocab_size = int(tokenizer.get_vocab_size(with_added_tokens=True))
-        added = tokenizer.get_added_tokens_decoder() if hasattr(tokenizer, "get_added_tokens_decoder") else {}
+        added = (
+            tokenizer.get_added_tokens_decoder()
+            if hasattr(tokenizer, "get_added_tokens_decoder")
+            else {}
+        )
         self.special_tokens = {tok.content: int(i) for i, tok in added.items() if tok.special}
 
         def _id(s: str | None) -> int | None:
@@ -283,7 +293,9 @@ class StreamDecoder:
     def flush(self) -> str:
         """Emit whatever is held back (an incomplete character becomes U+FFFD)."""
         skip = self.skip_special_tokens
-        prefix = self.tokenizer.decode(self.ids[self._prefix_offset : self._read_offset], skip_special_tokens=skip)
+        prefix = self.tokenizer.decode(
+            self.ids[self._prefix_offset : self._read_offset], skip_special_tokens=skip
+        )
         full = self.tokenizer.decode(self.ids[self._prefix_offset :], skip_special_tokens=skip)
         delta = full[len(prefix) :] if len(full) > len(prefix) else ""
         self._prefix_offset = self._read_offset = len(self.ids)

@@ -45,7 +45,13 @@ class EngineConfig:
     quantization: str | None = None  # None, "int8" or "nf4" (weight-only, applied at start)
 
     def __post_init__(self) -> None:
-        for name in ("num_blocks", "block_size", "max_batch_size", "max_num_batched_tokens", "prefill_chunk_size"):
+        for name in (
+            "num_blocks",
+            "block_size",
+            "max_batch_size",
+            "max_num_batched_tokens",
+            "prefill_chunk_size",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"EngineConfig.{name} must be a positive int, got {v!r}")
@@ -55,11 +61,17 @@ class EngineConfig:
                 f"per running sequence), got {self.max_num_batched_tokens} < {self.max_batch_size}"
             )
         if self.max_model_len is not None and (
-            isinstance(self.max_model_len, bool) or not isinstance(self.max_model_len, int) or self.max_model_len < 2
+            isinstance(self.max_model_len, bool)
+            or not isinstance(self.max_model_len, int)
+            or self.max_model_len < 2
         ):
-            raise ValueError(f"EngineConfig.max_model_len must be an int >= 2 or None, got {self.max_model_len!r}")
+            raise ValueError(
+                f"EngineConfig.max_model_len must be an int >= 2 or None, got {self.max_model_len!r}"
+            )
         if self.quantization not in (None, "int8", "nf4"):
-            raise ValueError(f"EngineConfig.quantization must be None, 'int8' or 'nf4', got {self.quantization!r}")
+            raise ValueError(
+                f"EngineConfig.quantization must be None, 'int8' or 'nf4', got {self.quantization!r}"
+            )
 
 
 @dataclass
@@ -140,7 +152,13 @@ def paged_forward(
     input_ids = torch.tensor(padded, dtype=torch.long, device=dev)  # (B, S)
     caches = [batch.layer(i) for i in range(len(model.layers))]
     if last_only:
-        hidden = model(input_ids, positions=batch.positions, caches=caches, attn_masks=batch.masks, return_hidden=True)
+        hidden = model(
+            input_ids,
+            positions=batch.positions,
+            caches=caches,
+            attn_masks=batch.masks,
+            return_hidden=True,
+        )
         last = torch.tensor([n - 1 for n in n_new], device=dev)
         h = hidden[torch.arange(len(rows), device=dev), last][:, None]  # (B, 1, d)
         return model.lm_head_logits(h)
@@ -180,7 +198,9 @@ class LLMEngine:
         self.tokenizer = tokenizer
         mc = model.config
         assert mc.head_dim is not None
-        self.max_model_len = min(self.config.max_model_len or mc.max_position_embeddings, mc.max_position_embeddings)
+        self.max_model_len = min(
+            self.config.max_model_len or mc.max_position_embeddings, mc.max_position_embeddings
+        )
         self.cache = PagedKVCache(
             mc.num_hidden_layers,
             self.config.num_blocks,
@@ -290,7 +310,9 @@ class LLMEngine:
         ids = rows[0]
         vocab = self.model.config.vocab_size
         if max(ids) >= vocab or min(ids) < 0:
-            raise ValueError(f"prompt token ids must be in [0, {vocab}), got {min(ids)}..{max(ids)}")
+            raise ValueError(
+                f"prompt token ids must be in [0, {vocab}), got {min(ids)}..{max(ids)}"
+            )
         total = len(ids) + params.max_new_tokens
         if total > self.max_model_len:
             raise ValueError(
@@ -299,7 +321,9 @@ class LLMEngine:
             )
         capacity = self.cache.num_blocks * self.cache.block_size
         if total > capacity:
-            raise ValueError(f"request needs {total} cached tokens, the block pool holds {capacity}")
+            raise ValueError(
+                f"request needs {total} cached tokens, the block pool holds {capacity}"
+            )
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need an engine with a tokenizer")
         return ids
@@ -319,12 +343,18 @@ class LLMEngine:
         return True
 
     def generate(
-        self, prompts: Sequence[str | Sequence[int]], params: SamplingParams | Sequence[SamplingParams] | None = None
+        self,
+        prompts: Sequence[str | Sequence[int]],
+        params: SamplingParams | Sequence[SamplingParams] | None = None,
     ) -> list[RequestOutput]:
         """Run ``prompts`` to completion together; outputs in prompt order."""
-        plist = list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)
+        plist: list[SamplingParams | None] = (
+            list(params) if isinstance(params, (list, tuple)) else [params] * len(prompts)  # type: ignore[list-item]
+        )
         if len(plist) != len(prompts):
-            raise ValueError(f"need one SamplingParams per prompt ({len(prompts)}), got {len(plist)}")
+            raise ValueError(
+                f"need one SamplingParams per prompt ({len(prompts)}), got {len(plist)}"
+            )
         ids = [self.add_request(p, sp) for p, sp in zip(prompts, plist)]
         final: dict[Hashable, RequestOutput] = {}
         while any(i not in final for i in ids):
@@ -355,7 +385,9 @@ class LLMEngine:
             if victim in decodes:
                 decodes.remove(victim)
         budget = cfg.max_num_batched_tokens - len(decodes)
-        free = self.cache.num_free_blocks - sum(self.cache.extra_blocks_for(r.request_id, 1) for r in decodes)
+        free = self.cache.num_free_blocks - sum(
+            self.cache.extra_blocks_for(r.request_id, 1) for r in decodes
+        )
         # 2. prefill chunks of running sequences, then admit waiting ones.
         prefills: list[tuple[Request, int]] = []
 
@@ -393,7 +425,9 @@ class LLMEngine:
             (B, V) logits at each request's last new token.
         """
         rows = [r.tokens[r.num_cached : r.num_cached + n] for r, n in zip(reqs, n_new)]
-        logits = paged_forward(self.model, self.cache, [r.request_id for r in reqs], rows, last_only=True)
+        logits = paged_forward(
+            self.model, self.cache, [r.request_id for r in reqs], rows, last_only=True
+        )
         for r, n in zip(reqs, n_new):
             r.num_cached += n
         return logits[:, 0]  # (B, V)
@@ -437,7 +471,12 @@ class LLMEngine:
             seen = None
             if any(r.seen is not None for r in to_sample):
                 seen = torch.stack(
-                    [r.seen if r.seen is not None else torch.zeros_like(logits[0], dtype=torch.bool) for r in to_sample]
+                    [
+                        r.seen
+                        if r.seen is not None
+                        else torch.zeros_like(logits[0], dtype=torch.bool)
+                        for r in to_sample
+                    ]
                 )
             toks = sample_next(
                 logits,

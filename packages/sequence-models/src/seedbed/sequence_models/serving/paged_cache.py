@@ -181,7 +181,9 @@ class PagedKVCache:
             windows: the distinct sliding windows used by the layers (None = full attention).
         """
         if len(seq_ids) != len(n_new) or not seq_ids:
-            raise ValueError(f"need one n_new per sequence, got {len(seq_ids)} ids and {len(n_new)} counts")
+            raise ValueError(
+                f"need one n_new per sequence, got {len(seq_ids)} ids and {len(n_new)} counts"
+            )
         if any(n < 1 for n in n_new):
             raise ValueError(f"n_new must be >= 1 for every sequence, got {list(n_new)}")
         extra = sum(self.extra_blocks_for(s, n) for s, n in zip(seq_ids, n_new))
@@ -257,7 +259,9 @@ class PagedLayerView(KVCache):
     the base class are not used (its constructor is not called); the properties read the pools.
     """
 
-    def __init__(self, batch: PagedBatch, layer_idx: int) -> None:  # noqa: super().__init__ not called on purpose
+    def __init__(
+        self, batch: PagedBatch, layer_idx: int
+    ) -> None:  # base __init__ not called on purpose
         self.batch, self.layer_idx = batch, layer_idx
         self._pool = batch.cache.k_pools[layer_idx]
 

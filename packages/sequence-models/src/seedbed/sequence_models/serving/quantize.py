@@ -31,7 +31,9 @@ class Int8Linear(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        self.register_buffer("weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8))
+        self.register_buffer(
+            "weight_int8", torch.zeros(out_features, in_features, dtype=torch.int8)
+        )
         self.register_buffer("scale", torch.ones(out_features))
         self.register_buffer("bias", torch.zeros(out_features) if bias else None)
 
@@ -59,7 +61,9 @@ class Int8Linear(nn.Module):
         x2 = x.reshape(-1, self.in_features)
         if x2.device.type == "cpu" and x2.dtype in (torch.float32, torch.bfloat16, torch.float16):
             # Fused int8-weight matmul (dequantizes inside the kernel).
-            y = torch._weight_int8pack_mm(x2.contiguous(), self.weight_int8, self.scale.to(x2.dtype))
+            y = torch._weight_int8pack_mm(
+                x2.contiguous(), self.weight_int8, self.scale.to(x2.dtype)
+            )
         else:
             y = F.linear(x2, self.dequantize().to(x2.dtype))
         if self.bias is not None:

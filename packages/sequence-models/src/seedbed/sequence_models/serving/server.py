@@ -48,7 +48,13 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20  # larger bodies get 413
 
     def __post_init__(self) -> None:
-        for name in ("max_prompt_tokens", "max_tokens_limit", "default_max_tokens", "max_queue", "max_body_bytes"):
+        for name in (
+            "max_prompt_tokens",
+            "max_tokens_limit",
+            "default_max_tokens",
+            "max_queue",
+            "max_body_bytes",
+        ):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"ServerConfig.{name} must be a positive int, got {v!r}")
@@ -66,7 +72,9 @@ class QueueFullError(RuntimeError):
 class RequestError(ValueError):
     """A request the server refuses; carries the HTTP status and the offending field."""
 
-    def __init__(self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None):
+    def __init__(
+        self, message: str, *, status: int = 400, param: str | None = None, code: str | None = None
+    ):
         super().__init__(message)
         self.status, self.param, self.code = status, param, code
 
@@ -109,10 +117,14 @@ class EngineRunner:
             self._task = None
         self._executor.shutdown(wait=True)
 
-    def submit(self, prompt_ids: list[int], params: SamplingParams) -> tuple[str, asyncio.Queue[Any]]:
+    def submit(
+        self, prompt_ids: list[int], params: SamplingParams
+    ) -> tuple[str, asyncio.Queue[Any]]:
         """Queue a validated request (raises :class:`QueueFullError` when at capacity)."""
         if len(self._queues) >= self.max_queue:
-            raise QueueFullError(f"server is at capacity ({self.max_queue} requests in flight); retry later")
+            raise QueueFullError(
+                f"server is at capacity ({self.max_queue} requests in flight); retry later"
+            )
         self.engine.check_request(prompt_ids, params)  # raises ValueError, changes nothing
         rid = uuid.uuid4().hex
         q: asyncio.Queue[Any] = asyncio.Queue()
@@ -147,10 +159,12 @@ class EngineRunner:
                 await self._wake.wait()
                 continue
             try:
-                outputs: list[RequestOutput] = await loop.run_in_executor(self._executor, self.engine.step)
+                outputs: list[RequestOutput] = await loop.run_in_executor(
+                    self._executor, self.engine.step
+                )
             except Exception as e:  # fail every request in flight, keep serving
-                for rid, q in list(self._queues.items()):
-                    q.put_nowait(e)
+                for rid, failed in list(self._queues.items()):
+                    failed.put_nowait(e)
                     self.engine.abort(rid)
                 self._queues.clear()
                 continue
@@ -171,9 +185,14 @@ _NUM = (int, float)
 
 
 def _type_name(v: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
-        type(v), "null" if v is None else type(v).__name__
-    )
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(v), "null" if v is None else type(v).__name__)
 
 
 def _check_type(body: dict[str, Any], key: str, ok: Callable[[Any], bool], want: str) -> None:
@@ -225,7 +244,11 @@ def parse_sampling(body: dict[str, Any], cfg: ServerConfig) -> SamplingParams:
     _check_type(
         body,
         "stop",
-        lambda v: v is None or isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
+        lambda v: (
+            v is None
+            or isinstance(v, str)
+            or (isinstance(v, list) and all(isinstance(s, str) for s in v))
+        ),
         "a string or an array of strings",
     )
     _check_type(
@@ -237,9 +260,14 @@ def parse_sampling(body: dict[str, Any], cfg: ServerConfig) -> SamplingParams:
     _check_type(body, "stream_options", lambda v: v is None or isinstance(v, dict), "an object")
     so = body.get("stream_options") or {}
     if set(so) - {"include_usage"}:
-        raise RequestError(f"unknown field 'stream_options.{sorted(set(so) - {'include_usage'})[0]}'", param="stream_options")
+        raise RequestError(
+            f"unknown field 'stream_options.{sorted(set(so) - {'include_usage'})[0]}'",
+            param="stream_options",
+        )
     if "include_usage" in so and not isinstance(so["include_usage"], bool):
-        raise RequestError("'stream_options.include_usage' must be a boolean", param="stream_options")
+        raise RequestError(
+            "'stream_options.include_usage' must be a boolean", param="stream_options"
+        )
     if body.get("n") not in (None, 1):
         raise RequestError(f"'n' must be 1 (one choice per request), got {body['n']}", param="n")
     mt = body.get("max_tokens")
@@ -248,7 +276,9 @@ def parse_sampling(body: dict[str, Any], cfg: ServerConfig) -> SamplingParams:
     if mt is None:
         mt = cfg.default_max_tokens
     if not 1 <= mt <= cfg.max_tokens_limit:
-        raise RequestError(f"'max_tokens' must be in [1, {cfg.max_tokens_limit}], got {mt}", param="max_tokens")
+        raise RequestError(
+            f"'max_tokens' must be in [1, {cfg.max_tokens_limit}], got {mt}", param="max_tokens"
+        )
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else list(stop or [])
     if len(stops) > 4 or any(not s for s in stops):
@@ -262,7 +292,9 @@ def parse_sampling(body: dict[str, Any], cfg: ServerConfig) -> SamplingParams:
     if "temperature" not in kw:
         kw["temperature"] = 1.0  # OpenAI's default
     if kw["temperature"] > 2:
-        raise RequestError(f"'temperature' must be in [0, 2], got {kw['temperature']}", param="temperature")
+        raise RequestError(
+            f"'temperature' must be in [0, 2], got {kw['temperature']}", param="temperature"
+        )
     try:
         return SamplingParams(**kw)
     except (TypeError, ValueError) as e:
@@ -278,7 +310,9 @@ def _check_fields(body: Any, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
-def _error_response(message: str, status: int, param: str | None = None, code: str | None = None) -> web.Response:
+def _error_response(
+    message: str, status: int, param: str | None = None, code: str | None = None
+) -> web.Response:
     kind = {400: "invalid_request_error", 404: "not_found_error", 413: "invalid_request_error",
             429: "rate_limit_error"}.get(status, "server_error")  # fmt: skip
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
@@ -305,7 +339,9 @@ class _Handlers:
     def _check_model(self, body: dict[str, Any]) -> None:
         if "model" in body:
             if not isinstance(body["model"], str):
-                raise RequestError(f"'model' must be a string, got {_type_name(body['model'])}", param="model")
+                raise RequestError(
+                    f"'model' must be a string, got {_type_name(body['model'])}", param="model"
+                )
             if body["model"] != self.cfg.model_name:
                 raise RequestError(
                     f"model '{body['model']}' is not served here; available: ['{self.cfg.model_name}']",
@@ -323,7 +359,10 @@ class _Handlers:
         elif isinstance(p, list) and p and all(_is_int(t) for t in p):
             ids = list(p)
         else:
-            raise RequestError(f"'prompt' must be a string or an array of token ids, got {_type_name(p)}", param="prompt")
+            raise RequestError(
+                f"'prompt' must be a string or an array of token ids, got {_type_name(p)}",
+                param="prompt",
+            )
         return self._check_prompt_len(ids)
 
     def _check_prompt_len(self, ids: list[int]) -> list[int]:
@@ -342,10 +381,14 @@ class _Handlers:
             raise RequestError("missing required field 'messages'", param="messages")
         msgs = body["messages"]
         if not isinstance(msgs, list) or not msgs:
-            raise RequestError(f"'messages' must be a non-empty array, got {_type_name(msgs)}", param="messages")
+            raise RequestError(
+                f"'messages' must be a non-empty array, got {_type_name(msgs)}", param="messages"
+            )
         for i, m in enumerate(msgs):
             if not isinstance(m, dict):
-                raise RequestError(f"'messages[{i}]' must be an object, got {_type_name(m)}", param="messages")
+                raise RequestError(
+                    f"'messages[{i}]' must be an object, got {_type_name(m)}", param="messages"
+                )
             extra = sorted(set(m) - {"role", "content", "name"})
             if extra:
                 raise RequestError(f"unknown field 'messages[{i}].{extra[0]}'", param="messages")
@@ -356,7 +399,8 @@ class _Handlers:
                 )
             if not isinstance(m.get("content"), str):
                 raise RequestError(
-                    f"'messages[{i}].content' must be a string, got {_type_name(m.get('content'))}", param="messages"
+                    f"'messages[{i}].content' must be a string, got {_type_name(m.get('content'))}",
+                    param="messages",
                 )
         text = self.tokenizer.apply_chat_template(msgs)
         return self._check_prompt_len(self.tokenizer.encode(text))
@@ -369,7 +413,9 @@ class _Handlers:
 
     async def _serve(self, request: web.Request, *, chat: bool) -> web.StreamResponse:
         try:
-            body = _check_fields(await self._json(request), CHAT_FIELDS if chat else COMPLETION_FIELDS)
+            body = _check_fields(
+                await self._json(request), CHAT_FIELDS if chat else COMPLETION_FIELDS
+            )
             self._check_model(body)
             params = parse_sampling(body, self.cfg)
             ids = self._chat_ids(body) if chat else self._prompt_ids(body)
@@ -396,7 +442,9 @@ class _Handlers:
                 self.runner.cancel(rid)  # client went away (or the handler failed): free blocks
 
     def _envelope(self, rid: str, chat: bool, chunk: bool) -> dict[str, Any]:
-        obj = ("chat.completion.chunk" if chunk else "chat.completion") if chat else "text_completion"
+        obj = (
+            ("chat.completion.chunk" if chunk else "chat.completion") if chat else "text_completion"
+        )
         return {
             "id": ("chatcmpl-" if chat else "cmpl-") + rid,
             "object": obj,
@@ -406,7 +454,11 @@ class _Handlers:
 
     @staticmethod
     def _usage(n_prompt: int, n_out: int) -> dict[str, int]:
-        return {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
+        return {
+            "prompt_tokens": n_prompt,
+            "completion_tokens": n_out,
+            "total_tokens": n_prompt + n_out,
+        }
 
     async def _next(self, queue: asyncio.Queue[Any]) -> RequestOutput:
         item = await queue.get()
@@ -414,7 +466,9 @@ class _Handlers:
             raise item
         return item  # type: ignore[no-any-return]
 
-    async def _collect(self, rid: str, queue: asyncio.Queue[Any], chat: bool, n_prompt: int) -> web.Response:
+    async def _collect(
+        self, rid: str, queue: asyncio.Queue[Any], chat: bool, n_prompt: int
+    ) -> web.Response:
         text, reason, n_out = "", None, 0
         try:
             while True:
@@ -446,7 +500,9 @@ class _Handlers:
         n_prompt: int,
         usage_chunk: bool,
     ) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await resp.prepare(request)
 
         async def send(payload: Any) -> None:
@@ -483,7 +539,16 @@ class _Handlers:
         except (asyncio.CancelledError, ConnectionResetError):
             raise
         except Exception as e:
-            await send({"error": {"message": f"generation failed: {e}", "type": "server_error", "param": None, "code": None}})
+            await send(
+                {
+                    "error": {
+                        "message": f"generation failed: {e}",
+                        "type": "server_error",
+                        "param": None,
+                        "code": None,
+                    }
+                }
+            )
             await resp.write_eof()
             return resp
         if usage_chunk:
@@ -495,7 +560,12 @@ class _Handlers:
         return resp
 
     async def models(self, request: web.Request) -> web.Response:
-        card = {"id": self.cfg.model_name, "object": "model", "created": self.created, "owned_by": "seedbed"}
+        card = {
+            "id": self.cfg.model_name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "seedbed",
+        }
         return web.json_response({"object": "list", "data": [card]})
 
     async def health(self, request: web.Request) -> web.Response:
@@ -513,7 +583,9 @@ class _Handlers:
 
 
 @web.middleware
-async def _errors_as_json(request: web.Request, handler: Callable[[web.Request], Any]) -> web.StreamResponse:
+async def _errors_as_json(
+    request: web.Request, handler: Callable[[web.Request], Any]
+) -> web.StreamResponse:
     """Turn aiohttp's HTTP errors (404, 405, 413) into OpenAI-style JSON bodies."""
     try:
         return await handler(request)  # type: ignore[no-any-return]
@@ -552,18 +624,32 @@ def create_app(engine: LLMEngine, config: ServerConfig | None = None) -> web.App
 # ------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="seedbed-serve", description="OpenAI-compatible server for a local HF-format Qwen2 checkpoint."
+        prog="seedbed-serve",
+        description="OpenAI-compatible server for a local HF-format Qwen2 checkpoint.",
     )
-    p.add_argument("--model", required=True, help="checkpoint directory (config.json + safetensors)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)")
+    p.add_argument(
+        "--model", required=True, help="checkpoint directory (config.json + safetensors)"
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="bind address (default 127.0.0.1: loopback only)"
+    )
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model-name", default=None, help="id reported by /v1/models (default: directory name)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default=None, help="default: checkpoint's")
+    p.add_argument(
+        "--model-name", default=None, help="id reported by /v1/models (default: directory name)"
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "float16"),
+        default=None,
+        help="default: checkpoint's",
+    )
     p.add_argument("--quantization", choices=("none", "int8", "nf4"), default="none")
     p.add_argument("--num-blocks", type=int, default=EngineConfig.num_blocks)
     p.add_argument("--block-size", type=int, default=EngineConfig.block_size)
     p.add_argument("--max-batch-size", type=int, default=EngineConfig.max_batch_size)
-    p.add_argument("--max-num-batched-tokens", type=int, default=EngineConfig.max_num_batched_tokens)
+    p.add_argument(
+        "--max-num-batched-tokens", type=int, default=EngineConfig.max_num_batched_tokens
+    )
     p.add_argument("--prefill-chunk-size", type=int, default=EngineConfig.prefill_chunk_size)
     p.add_argument("--max-prompt-tokens", type=int, default=ServerConfig.max_prompt_tokens)
     p.add_argument("--max-tokens-limit", type=int, default=ServerConfig.max_tokens_limit)

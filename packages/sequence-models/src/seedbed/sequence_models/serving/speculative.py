@@ -20,7 +20,11 @@ from typing import Any
 import torch
 
 from seedbed.sequence_models.generation.generate import StopStringMatcher, normalize_prompts
-from seedbed.sequence_models.generation.sampling import SamplingParams, make_generator, process_logits
+from seedbed.sequence_models.generation.sampling import (
+    SamplingParams,
+    make_generator,
+    process_logits,
+)
 from seedbed.sequence_models.qwen2.model import Qwen2Model
 from seedbed.sequence_models.qwen2.tokenizer import Tokenizer
 from seedbed.sequence_models.serving.engine import paged_forward
@@ -78,14 +82,18 @@ def speculative_accept(
 
 
 class _Seq:
-    def __init__(self, idx: int, prompt: list[int], tokenizer: Tokenizer | None, params: SamplingParams) -> None:
+    def __init__(
+        self, idx: int, prompt: list[int], tokenizer: Tokenizer | None, params: SamplingParams
+    ) -> None:
         self.idx = idx
         self.tokens = list(prompt)
         self.num_prompt = len(prompt)
         self.t_cached = 0  # tokens in the target's cache
         self.d_cached = 0  # tokens in the draft's cache
         self.finish_reason: str | None = None
-        self.matcher = StopStringMatcher(tokenizer, params.stop_strings) if tokenizer is not None else None
+        self.matcher = (
+            StopStringMatcher(tokenizer, params.stop_strings) if tokenizer is not None else None
+        )
 
     @property
     def output(self) -> list[int]:
@@ -142,7 +150,9 @@ class SpeculativeDecoder:
             device=model.device,
         )
 
-    def _choose(self, logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None) -> tuple[int, torch.Tensor | None]:
+    def _choose(
+        self, logits: torch.Tensor, params: SamplingParams, gen: torch.Generator | None
+    ) -> tuple[int, torch.Tensor | None]:
         """Pick a draft token from (V,) logits; return it and the distribution it came from."""
         if params.greedy:
             return int(logits.argmax()), None
@@ -166,27 +176,39 @@ class SpeculativeDecoder:
         if params is None:
             params = SamplingParams(**sampling)
         elif sampling:
-            raise TypeError(f"pass either params or sampling keywords, not both (got {sorted(sampling)})")
+            raise TypeError(
+                f"pass either params or sampling keywords, not both (got {sorted(sampling)})"
+            )
         if params.repetition_penalty != 1.0:
-            raise ValueError(f"speculative decoding needs repetition_penalty == 1, got {params.repetition_penalty}")
+            raise ValueError(
+                f"speculative decoding needs repetition_penalty == 1, got {params.repetition_penalty}"
+            )
         if params.stop_strings and self.tokenizer is None:
             raise ValueError("stop_strings need a tokenizer")
         rows = normalize_prompts(prompts, tokenizer=self.tokenizer)
         vocab = self.target.config.vocab_size
         for r in rows:
             if max(r) >= vocab or min(r) < 0:
-                raise ValueError(f"prompt token ids must be in [0, {vocab}), got {min(r)}..{max(r)}")
-        limit = min(self.target.config.max_position_embeddings, self.draft.config.max_position_embeddings)
+                raise ValueError(
+                    f"prompt token ids must be in [0, {vocab}), got {min(r)}..{max(r)}"
+                )
+        limit = min(
+            self.target.config.max_position_embeddings, self.draft.config.max_position_embeddings
+        )
         longest = max(len(r) for r in rows) + params.max_new_tokens + self.k + 1
         if longest > limit:
-            raise ValueError(f"prompt + max_new_tokens + k + 1 = {longest} exceeds max positions {limit}")
+            raise ValueError(
+                f"prompt + max_new_tokens + k + 1 = {longest} exceeds max positions {limit}"
+            )
         stop_ids = set(params.stop_token_ids)
         if not params.ignore_eos:
             stop_ids.update(self.target.config.eos_token_ids)
             if self.tokenizer is not None:
                 stop_ids.update(self.tokenizer.stop_token_ids)
 
-        blocks = sum(-(-(len(r) + params.max_new_tokens + self.k + 1) // self.block_size) for r in rows)
+        blocks = sum(
+            -(-(len(r) + params.max_new_tokens + self.k + 1) // self.block_size) for r in rows
+        )
         tcache, dcache = self._cache(self.target, blocks), self._cache(self.draft, blocks)
         dev = self.target.device
         gen = None if params.greedy else make_generator(params.seed, dev)
@@ -201,7 +223,13 @@ class SpeculativeDecoder:
         need = [s for s in seqs if len(s.tokens) > 1]
         if need:
             for model, cache in ((self.target, tcache), (self.draft, dcache)):
-                paged_forward(model, cache, [s.idx for s in need], [s.tokens[:-1] for s in need], last_only=True)
+                paged_forward(
+                    model,
+                    cache,
+                    [s.idx for s in need],
+                    [s.tokens[:-1] for s in need],
+                    last_only=True,
+                )
             for s in need:
                 s.t_cached = s.d_cached = len(s.tokens) - 1
             target_forwards += 1
@@ -215,7 +243,9 @@ class SpeculativeDecoder:
             for j in range(max(ks)):
                 part = [i for i, s in enumerate(active) if ks[i] > j]
                 feed = [(active[i].tokens + props[i])[active[i].d_cached :] for i in part]
-                logits = paged_forward(self.draft, dcache, [active[i].idx for i in part], feed, last_only=True)
+                logits = paged_forward(
+                    self.draft, dcache, [active[i].idx for i in part], feed, last_only=True
+                )
                 for row, i in enumerate(part):
                     active[i].d_cached += len(feed[row])
                     tok, q = self._choose(logits[row, 0], params, gen)
@@ -235,12 +265,12 @@ class SpeculativeDecoder:
                     n = 0
                     while n < k_i and props[i][n] == best[n]:
                         n += 1
-                    new = props[i][:n] + [best[n]]
+                    new = [*props[i][:n], best[n]]
                 else:
                     p = process_logits(tl, params).softmax(-1)
                     q = torch.stack(qs[i]) if k_i else p[:0]
                     n, tok = speculative_accept(p, q, torch.tensor(props[i][:k_i]), gen)
-                    new = props[i][:n] + [tok]
+                    new = [*props[i][:n], tok]
                 proposed += k_i
                 accepted += n
                 base = len(s.tokens)
