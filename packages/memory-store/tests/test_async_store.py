@@ -22,7 +22,11 @@ def test_concurrent_writers_and_readers_exact_count(kind: str) -> None:
     """8 async writers + 8 async readers, 2,000 mixed operations in all."""
     n_writers = n_readers = 8
     ops_each = 2000 // (n_writers + n_readers)  # 125
-    opts = dict(nlist=8, nprobe=8, train_size=600) if kind == "ivf" else dict(ef_search=64, rebuild_threshold=0.1)
+    opts = (
+        dict(nlist=8, nprobe=8, train_size=600)
+        if kind == "ivf"
+        else dict(ef_search=64, rebuild_threshold=0.1)
+    )
     alive: set[int] = set()
     seen_ids: set[int] = set()
 
@@ -47,7 +51,7 @@ def test_concurrent_writers_and_readers_exact_count(kind: str) -> None:
     async def reader(r: int, store: AsyncFaissVectorStore) -> None:
         rng = np.random.default_rng(100 + r)
         for _ in range(ops_each):
-            scores, ids, meta = await store.asearch(rng.standard_normal((3, 16)).astype(np.float32), 5)
+            _, ids, meta = await store.asearch(rng.standard_normal((3, 16)).astype(np.float32), 5)
             found = ids[ids >= 0]
             assert set(found.tolist()) <= seen_ids  # only ids ever added
             for row_i, row_m in zip(ids, meta):
@@ -57,7 +61,8 @@ def test_concurrent_writers_and_readers_exact_count(kind: str) -> None:
     async def main() -> AsyncFaissVectorStore:
         async with AsyncFaissVectorStore(16, "l2", kind, max_workers=4, **opts) as store:
             await asyncio.gather(
-                *(writer(w, store) for w in range(n_writers)), *(reader(r, store) for r in range(n_readers))
+                *(writer(w, store) for w in range(n_writers)),
+                *(reader(r, store) for r in range(n_readers)),
             )
             assert len(store) == len(alive)
             ids = sorted(alive)
@@ -76,13 +81,16 @@ def test_concurrent_writers_and_readers_exact_count(kind: str) -> None:
 def test_futures_sync_api_and_save(tmp_path: Path) -> None:
     store = AsyncFaissVectorStore(8, "dot", "flat", max_workers=2)
     fut = store.add_async(np.eye(8), metadata=[{"i": i} for i in range(8)])
-    assert isinstance(fut, Future) and fut.result().tolist() == list(range(8))
+    assert isinstance(fut, Future)
+    assert fut.result().tolist() == list(range(8))
     sfut = store.search_async(np.eye(8)[:2], 1)
     assert sfut.result()[1].tolist() == [[0], [1]]
-    assert store.delete([0]) == 1 and len(store) == 7
+    assert store.delete([0]) == 1
+    assert len(store) == 7
     store.save(tmp_path / "a")
     loaded = AsyncFaissVectorStore.load(tmp_path / "a", mmap=True)
-    assert len(loaded) == 7 and loaded.search(np.eye(8)[1], 1)[2] == [[{"i": 1}]]
+    assert len(loaded) == 7
+    assert loaded.search(np.eye(8)[1], 1)[2] == [[{"i": 1}]]
     with pytest.raises(PermissionError):
         loaded.add_async(np.ones((1, 8)))
     with pytest.raises(ValueError, match="shape"):  # bad input raises before scheduling
@@ -123,16 +131,20 @@ def test_rwlock_readers_share_writers_exclude() -> None:
     def write() -> None:
         with lock.write():
             with guard:
-                assert state["readers"] == 0 and not state["writer"]
+                assert state["readers"] == 0
+                assert not state["writer"]
                 state["writer"] = True
             time.sleep(0.01)
             inside.append("w")
             with guard:
                 state["writer"] = False
 
-    threads = [threading.Thread(target=read) for _ in range(6)] + [threading.Thread(target=write) for _ in range(3)]
+    threads = [threading.Thread(target=read) for _ in range(6)] + [
+        threading.Thread(target=write) for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert peak_readers[0] >= 2 and inside == ["w"] * 3
+    assert peak_readers[0] >= 2
+    assert inside == ["w"] * 3

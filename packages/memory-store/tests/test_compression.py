@@ -110,7 +110,11 @@ def test_sampler_validation() -> None:
 
 def _low_rank(n: int = 4000, d: int = 32, r: int = 6, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, r, generator=g) @ torch.randn(r, d, generator=g) + 0.05 * torch.randn(n, d, generator=g) + 3.0
+    return (
+        torch.randn(n, r, generator=g) @ torch.randn(r, d, generator=g)
+        + 0.05 * torch.randn(n, d, generator=g)
+        + 3.0
+    )
 
 
 def test_autoencoder_reaches_pca_error() -> None:
@@ -118,7 +122,8 @@ def test_autoencoder_reaches_pca_error() -> None:
     comp = StreamingCompressor(32, 6, growth=200.0)
     for chunk in x.split(256):
         comp.observe(chunk)
-    assert comp.n_seen == 4000 and 500 < comp.working_set_size < 4000
+    assert comp.n_seen == 4000
+    assert 500 < comp.working_set_size < 4000
     err = comp.fit(steps=400)
     data = comp.reservoir.double()
     centred = data - data.mean(0)
@@ -150,7 +155,9 @@ def test_freeze_save_load(tmp_path: Path) -> None:
     other = StreamingCompressor.load(tmp_path / "c")
     x = torch.randn(7, 16)
     torch.testing.assert_close(other(x), comp(x), atol=0, rtol=0)
-    assert other.frozen and other.fitted and other.n_seen == 500
+    assert other.frozen
+    assert other.fitted
+    assert other.n_seen == 500
     assert np.array_equal(other.sampler.positions, comp.sampler.positions)
     comp.observe(torch.randn(100, 16))
     other.observe(torch.randn(100, 16))

@@ -9,7 +9,9 @@ import pytest
 from seedbed.memory_store import FaissVectorStore, ReadOnlyStoreError, VectorStore
 
 KINDS = ["flat", "ivf", "hnsw"]
-SMALL = dict(nlist=8, nprobe=8, train_size=400, ef_search=128)  # ivf exact once trained (nprobe == nlist)
+SMALL = dict(
+    nlist=8, nprobe=8, train_size=400, ef_search=128
+)  # ivf exact once trained (nprobe == nlist)
 
 
 def snapshot(store: Any) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
@@ -53,7 +55,8 @@ def test_delete_on_every_kind(kind: str) -> None:
     store = FaissVectorStore(16, "l2", kind, rebuild_threshold=0.3, **SMALL)
     store.add(x, metadata=[{"i": i} for i in range(1000)])
     gone = np.arange(0, 1000, 5)  # 20%: hnsw keeps tombstones
-    assert store.delete(gone) == 200 and len(store) == 800
+    assert store.delete(gone) == 200
+    assert len(store) == 800
     assert store.delete(gone) == 0  # already gone
     _, ids, meta = store.search(x[gone], 3)
     assert not np.isin(ids, gone).any()
@@ -64,7 +67,8 @@ def test_delete_on_every_kind(kind: str) -> None:
     if kind == "hnsw":
         assert len(store._tombstones) == 200
         store.delete(np.arange(1, 1000, 5))  # 40% deleted > threshold: graph rebuilt
-        assert len(store._tombstones) == 0 and store._index.ntotal == len(store) == 600
+        assert len(store._tombstones) == 0
+        assert store._index.ntotal == len(store) == 600
         store.add(x[:1], ids=[0])  # a deleted id can come back
         assert store.search(x[:1], 1)[1][0, 0] == 0
 
@@ -76,7 +80,8 @@ def test_filters_use_id_selectors(kind: str) -> None:
     store.add(x, metadata=[{"g": i % 4} for i in range(1000)])
     store.delete([2, 6])
     _, ids, meta = store.search(x[:10], 5, filter={"g": 2})
-    assert (ids % 4 == 2).all() and not np.isin(ids, [2, 6]).any()
+    assert (ids % 4 == 2).all()
+    assert not np.isin(ids, [2, 6]).any()
     assert all(m == {"g": 2} for row in meta for m in row)
     _, ids, _ = store.search(x[:3], 5, filter=lambda m: m["g"] == 1)
     assert (ids % 4 == 1).all()
@@ -93,7 +98,12 @@ def test_save_load_and_mmap_read_only(tmp_path: Path, kind: str) -> None:
     store.save(tmp_path / "idx")
     for mmap in (False, True):
         loaded = FaissVectorStore.load(tmp_path / "idx", mmap=mmap)
-        assert (loaded.kind, loaded.metric, len(loaded), loaded.trained) == (kind, "l2", 997, store.trained)
+        assert (loaded.kind, loaded.metric, len(loaded), loaded.trained) == (
+            kind,
+            "l2",
+            997,
+            store.trained,
+        )
         assert_same(snapshot(store), snapshot(loaded))
         q = _data(5, seed=9)
         assert np.array_equal(loaded.search(q, 4)[1], store.search(q, 4)[1])
@@ -108,13 +118,16 @@ def test_save_load_and_mmap_read_only(tmp_path: Path, kind: str) -> None:
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["CURRENT", "v00000002"]
 
 
-BAD_ADDS = {
-    "dim-mismatch": dict(vectors=np.ones((2, 5))),
-    "nan": dict(vectors=np.full((1, 16), np.nan)),
-    "inf": dict(vectors=np.full((1, 16), np.inf)),
-    "ids-length": dict(vectors=np.ones((2, 16)), ids=[3000]),
-    "ids-metadata-length": dict(vectors=np.ones((2, 16)), ids=[3000, 3001], metadata=[{}]),
-    "existing-id": dict(vectors=np.ones((1, 16)), ids=[0]),
+BAD_ADDS = {  # case -> (add kwargs, expected message)
+    "dim-mismatch": (dict(vectors=np.ones((2, 5))), "shape"),
+    "nan": (dict(vectors=np.full((1, 16), np.nan)), "finite"),
+    "inf": (dict(vectors=np.full((1, 16), np.inf)), "finite"),
+    "ids-length": (dict(vectors=np.ones((2, 16)), ids=[3000]), "one entry per vector"),
+    "ids-metadata-length": (
+        dict(vectors=np.ones((2, 16)), ids=[3000, 3001], metadata=[{}]),
+        "one entry per vector",
+    ),
+    "existing-id": (dict(vectors=np.ones((1, 16)), ids=[0]), "already in the store"),
 }
 
 
@@ -124,8 +137,9 @@ def test_bad_input_raises_and_leaves_store_unchanged(kind: str, case: str) -> No
     store = FaissVectorStore(16, "dot", kind, **SMALL)
     store.add(_data(500), metadata=[{"i": i} for i in range(500)])
     before = snapshot(store)
-    with pytest.raises(ValueError):
-        store.add(**BAD_ADDS[case])
+    kwargs, message = BAD_ADDS[case]
+    with pytest.raises(ValueError, match=message):
+        store.add(**kwargs)
     for bad_k in (0, -3):
         with pytest.raises(ValueError, match="k must be"):
             store.search(_data(1), bad_k)
@@ -144,7 +158,9 @@ def test_constructor_validation() -> None:
         FaissVectorStore(8, "dot", "ivf", nlist=64, train_size=10)
 
 
-def test_sigkill_during_save_leaves_old_or_new(tmp_path: Path, kill_during_save, count_save_calls) -> None:
+def test_sigkill_during_save_leaves_old_or_new(
+    tmp_path: Path, kill_during_save, count_save_calls
+) -> None:
     """20 trials: kill -9 at each write/fsync/rename of the versioned save, torn writes included."""
     path = tmp_path / "store"
     old = FaissVectorStore(16, "dot", "hnsw")
@@ -161,9 +177,21 @@ def test_sigkill_during_save_leaves_old_or_new(tmp_path: Path, kill_during_save,
         killed = kill_during_save(lambda: new.save(path), trial % (n_calls + 1))
         loaded = FaissVectorStore.load(path)
         snap = snapshot(loaded)
-        is_old = snap[0] == old_snap[0] and np.array_equal(snap[1], old_snap[1]) and snap[2] == old_snap[2]
-        is_new = snap[0] == new_snap[0] and np.array_equal(snap[1], new_snap[1]) and snap[2] == new_snap[2]
+        is_old = (
+            snap[0] == old_snap[0]
+            and np.array_equal(snap[1], old_snap[1])
+            and snap[2] == old_snap[2]
+        )
+        is_new = (
+            snap[0] == new_snap[0]
+            and np.array_equal(snap[1], new_snap[1])
+            and snap[2] == new_snap[2]
+        )
         assert is_old or is_new, f"trial {trial}: neither old nor new"
-        assert loaded._index.ntotal == len(loaded) + len(loaded._tombstones)  # index and sidecar agree
+        assert loaded._index.ntotal == len(loaded) + len(
+            loaded._tombstones
+        )  # index and sidecar agree
         outcomes.append(("killed" if killed else "done", "old" if is_old else "new"))
-    assert ("killed", "old") in outcomes and ("killed", "new") in outcomes and ("done", "new") in outcomes
+    assert ("killed", "old") in outcomes
+    assert ("killed", "new") in outcomes
+    assert ("done", "new") in outcomes

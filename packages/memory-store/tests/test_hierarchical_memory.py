@@ -19,7 +19,9 @@ from seedbed.memory_store import (
 
 def _data(n: int = 1200, d: int = 32, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, 6, generator=g) @ torch.randn(6, d, generator=g) + 0.02 * torch.randn(n, d, generator=g)
+    return torch.randn(n, 6, generator=g) @ torch.randn(6, d, generator=g) + 0.02 * torch.randn(
+        n, d, generator=g
+    )
 
 
 CONFIGS = {
@@ -45,17 +47,22 @@ def test_two_tiers_search_matches_exact(name: str) -> None:
     for chunk in x.split(100):
         ids = mem.add(chunk, metadata=[{"n": 1}] * len(chunk))
         assert isinstance(ids, np.ndarray)
-    assert len(mem) == 1200 and len(mem.hot) == 300 and len(mem.cold) == 900
+    assert len(mem) == 1200
+    assert len(mem.hot) == 300
+    assert len(mem.cold) == 900
     assert mem.ids.tolist() == list(range(1200))
     q = x[::97] + 0.01
     res = mem.search(q, 5)
     exact = (q @ x.T).topk(5).indices
     overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(res.ids.tolist(), exact.tolist())])
     assert overlap >= (0.9 if "compressed" in name else 1.0)
-    assert res.vectors.shape == (len(q), 5, 32) and res.metadata[0][0] == {"n": 1}
+    assert res.vectors.shape == (len(q), 5, 32)
+    assert res.metadata[0][0] == {"n": 1}
     # returned vectors are the stored ones (decoded for the compressed cold tier) and the
     # scores are their inner products with the query, on one scale for both tiers
-    torch.testing.assert_close(res.scores, torch.einsum("qd,qkd->qk", q, res.vectors), atol=2e-3, rtol=1e-4)
+    torch.testing.assert_close(
+        res.scores, torch.einsum("qd,qkd->qk", q, res.vectors), atol=2e-3, rtol=1e-4
+    )
     exact_vecs = x[res.ids]
     err = (res.vectors - exact_vecs).norm(dim=-1) / exact_vecs.norm(dim=-1)
     assert float(err.max()) < (0.05 if "compressed" in name else 1e-6)
@@ -64,7 +71,9 @@ def test_two_tiers_search_matches_exact(name: str) -> None:
 
 def test_hot_tier_is_exact_and_recent_first() -> None:
     x = _data(500)
-    mem = HierarchicalMemory(32, metric="l2", compressor=StreamingCompressor(32, 4), hot_capacity=100, fit_steps=50)
+    mem = HierarchicalMemory(
+        32, metric="l2", compressor=StreamingCompressor(32, 4), hot_capacity=100, fit_steps=50
+    )
     mem.add(x)
     assert sorted(mem.hot.ids.tolist()) == list(range(400, 500))  # the most recent stay exact
     res = mem.search(x[450:451], 1, filter=lambda m: True)
@@ -93,9 +102,13 @@ def test_delete_len_contains() -> None:
     mem = _make(CONFIGS["compressed"], hot=100)
     mem.add(_data(400))
     assert mem.delete([0, 399, 10_000]) == 2  # one cold, one hot, one unknown
-    assert len(mem) == 398 and 0 not in mem and 399 not in mem and 5 in mem
+    assert len(mem) == 398
+    assert 0 not in mem
+    assert 399 not in mem
+    assert 5 in mem
     res = mem.search(_data(400)[:1], 400)
-    assert 0 not in res.ids.tolist()[0] and int((res.ids >= 0).sum()) == 398
+    assert 0 not in res.ids.tolist()[0]
+    assert int((res.ids >= 0).sum()) == 398
 
 
 def test_dual_api_blocks_in_sync_code_and_returns_tasks_in_a_loop(tmp_path: Path) -> None:
@@ -111,14 +124,16 @@ def test_dual_api_blocks_in_sync_code_and_returns_tasks_in_a_loop(tmp_path: Path
         assert isinstance(t_search, asyncio.Task)
         assert (await t_search).ids.tolist() == [[0], [1]]
         t_del = mem.delete([0])
-        assert isinstance(t_del, asyncio.Task) and await t_del == 1
+        assert isinstance(t_del, asyncio.Task)
+        assert await t_del == 1
         t_save = mem.save(tmp_path / "m")
         assert isinstance(t_save, asyncio.Task)
         await t_save
         t_load = HierarchicalMemory.load(tmp_path / "m")
         assert isinstance(t_load, asyncio.Task)
         loaded = await t_load
-        assert len(loaded) == 299 and isinstance(loaded.cold, AsyncFaissVectorStore)
+        assert len(loaded) == 299
+        assert isinstance(loaded.cold, AsyncFaissVectorStore)
         # explicit coroutines
         await mem.aadd(x[:1], ids=[5000])
         assert (await mem.asearch(x[:1], 1)).ids.tolist() in ([[5000]], [[0]])
@@ -154,7 +169,9 @@ def test_concurrent_async_adds_and_searches_stay_consistent() -> None:
         await asyncio.gather(*(writer(w) for w in range(8)), *(reader() for _ in range(4)))
 
     asyncio.run(main())
-    assert len(mem) == 2000 and len(mem.hot) == 64 and len(mem.cold) == 1936
+    assert len(mem) == 2000
+    assert len(mem.hot) == 64
+    assert len(mem.cold) == 1936
     assert mem.ids.tolist() == list(range(2000))
     mem.close()
 
@@ -168,9 +185,11 @@ def test_save_load_roundtrip_every_backend(tmp_path: Path) -> None:
         mem.delete([3, 598])
         mem.save(tmp_path / name)
         loaded = HierarchicalMemory.load(tmp_path / name)
-        assert len(loaded) == 598 and type(loaded.cold) is type(mem.cold)
+        assert len(loaded) == 598
+        assert type(loaded.cold) is type(mem.cold)
         a, b = mem.search(q, 6), loaded.search(q, 6)
-        assert torch.equal(a.ids, b.ids) and a.metadata == b.metadata
+        assert torch.equal(a.ids, b.ids)
+        assert a.metadata == b.metadata
         torch.testing.assert_close(a.vectors, b.vectors)
         assert loaded.add(x[:1]).tolist() == [600]  # id counter restored
         mem.close()
@@ -194,7 +213,8 @@ def test_results_on_query_device_cuda() -> None:
     mem = _make(CONFIGS["compressed"], hot=50)
     mem.add(_data(200))
     res = mem.search(_data(200)[:3].cuda().half(), 2)
-    assert res.vectors.device.type == "cuda" and res.ids.device.type == "cuda"
+    assert res.vectors.device.type == "cuda"
+    assert res.ids.device.type == "cuda"
     assert res.vectors.dtype == torch.float16
 
 
@@ -202,20 +222,21 @@ def test_results_on_query_device_and_dtype() -> None:
     mem = _make(CONFIGS["memory"], hot=50)
     mem.add(_data(100))
     res = mem.search(_data(100)[:2].double(), 2)
-    assert res.vectors.dtype == torch.float64 and res.vectors.device == torch.device("cpu")
+    assert res.vectors.dtype == torch.float64
+    assert res.vectors.device == torch.device("cpu")
     res = mem.search(np.asarray(_data(100)[:2]), 2)  # numpy queries: CPU float32 tensors
     assert res.vectors.dtype == torch.float32
 
 
-BAD = {
-    "dim": lambda m: m.add(torch.ones(2, 5)),
-    "nan": lambda m: m.add(torch.full((1, 32), float("nan"))),
-    "inf": lambda m: m.add(torch.full((1, 32), float("inf"))),
-    "ids-length": lambda m: m.add(torch.ones(2, 32), ids=[1]),
-    "metadata-length": lambda m: m.add(torch.ones(2, 32), metadata=[{}]),
-    "existing-id": lambda m: m.add(torch.ones(1, 32), ids=[3]),
-    "k0": lambda m: m.search(torch.ones(32), 0),
-    "query-dim": lambda m: m.search(torch.ones(1, 31), 2),
+BAD = {  # case -> (call, expected message)
+    "dim": (lambda m: m.add(torch.ones(2, 5)), "shape"),
+    "nan": (lambda m: m.add(torch.full((1, 32), float("nan"))), "finite"),
+    "inf": (lambda m: m.add(torch.full((1, 32), float("inf"))), "finite"),
+    "ids-length": (lambda m: m.add(torch.ones(2, 32), ids=[1]), "one entry per vector"),
+    "metadata-length": (lambda m: m.add(torch.ones(2, 32), metadata=[{}]), "one entry per vector"),
+    "existing-id": (lambda m: m.add(torch.ones(1, 32), ids=[3]), "already in the memory"),
+    "k0": (lambda m: m.search(torch.ones(32), 0), "k must be"),
+    "query-dim": (lambda m: m.search(torch.ones(1, 31), 2), "shape"),
 }
 
 
@@ -224,9 +245,11 @@ def test_bad_input_raises_and_leaves_memory_unchanged(case: str) -> None:
     mem = _make(CONFIGS["compressed"], hot=20)
     mem.add(_data(100), metadata=[{"i": i} for i in range(100)])
     before = (mem.ids.tolist(), mem.vectors_of(mem.ids), mem.compressor.n_seen)
-    with pytest.raises(ValueError):
-        BAD[case](mem)
-    assert mem.ids.tolist() == before[0] and len(mem) == 100
+    call, message = BAD[case]
+    with pytest.raises(ValueError, match=message):
+        call(mem)
+    assert mem.ids.tolist() == before[0]
+    assert len(mem) == 100
     torch.testing.assert_close(mem.vectors_of(mem.ids), before[1], atol=0, rtol=0)
     assert mem.compressor.n_seen == before[2]
 
@@ -234,7 +257,7 @@ def test_bad_input_raises_and_leaves_memory_unchanged(case: str) -> None:
 def test_constructor_validation() -> None:
     with pytest.raises(ValueError, match="metric"):
         HierarchicalMemory(8, metric="jaccard")
-    with pytest.raises(ValueError, match="compressor.dim"):
+    with pytest.raises(ValueError, match=r"compressor\.dim"):
         HierarchicalMemory(8, compressor=StreamingCompressor(16, 4))
     with pytest.raises(ValueError, match="backend"):
         HierarchicalMemory(8, use_async=True, backend="memory")

@@ -7,7 +7,9 @@ import torch.nn.functional as F
 from seedbed.memory_store import LinkSlotAttention
 
 
-def reference(layer: LinkSlotAttention, x: torch.Tensor, mem: torch.Tensor | None, mask: torch.Tensor | None) -> torch.Tensor:
+def reference(
+    layer: LinkSlotAttention, x: torch.Tensor, mem: torch.Tensor | None, mask: torch.Tensor | None
+) -> torch.Tensor:
     """Loop-and-softmax float64 reference: causal local attention and per-token memory
     attention, mixed per head by sigmoid(gate); tokens without memories use local only."""
     b, l, d = x.shape
@@ -33,7 +35,9 @@ def reference(layer: LinkSlotAttention, x: torch.Tensor, mem: torch.Tensor | Non
     return layer.o_proj(torch.stack(rows).view(b, l, d))
 
 
-def _inputs(b: int, l: int, k: int, d: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _inputs(
+    b: int, l: int, k: int, d: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, l, d, generator=g, dtype=torch.float64)
     mem = torch.randn(b, l, k, d, generator=g, dtype=torch.float64)
@@ -42,14 +46,20 @@ def _inputs(b: int, l: int, k: int, d: int, seed: int = 0) -> tuple[torch.Tensor
     return x, mem, mask
 
 
-@pytest.mark.parametrize(("b", "l", "h", "k", "d"), [(2, 7, 2, 5, 16), (1, 13, 4, 3, 32)], ids=["B2-L7-H2-K5-D16", "B1-L13-H4-K3-D32"])
+@pytest.mark.parametrize(
+    ("b", "l", "h", "k", "d"),
+    [(2, 7, 2, 5, 16), (1, 13, 4, 3, 32)],
+    ids=["B2-L7-H2-K5-D16", "B1-L13-H4-K3-D32"],
+)
 def test_matches_float64_reference(b: int, l: int, h: int, k: int, d: int) -> None:
     torch.manual_seed(0)
     layer = LinkSlotAttention(d, h, top_k=k).double()
     with torch.no_grad():
         layer.gate.copy_(torch.randn(h, dtype=torch.float64))
     x, mem, mask = _inputs(b, l, k, d)
-    torch.testing.assert_close(layer(x, mem, mask), reference(layer, x, mem, mask), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        layer(x, mem, mask), reference(layer, x, mem, mask), rtol=1e-10, atol=1e-10
+    )
     torch.testing.assert_close(layer(x), reference(layer, x, None, None), rtol=1e-10, atol=1e-10)
 
 
@@ -67,7 +77,8 @@ def test_gate_is_learned_per_head() -> None:
     layer = LinkSlotAttention(16, 4, top_k=2)
     x, mem, mask = (t.float() if t.is_floating_point() else t for t in _inputs(2, 5, 2, 16))
     layer(x, mem, mask).pow(2).sum().backward()
-    assert layer.gate.grad is not None and bool((layer.gate.grad != 0).all())
+    assert layer.gate.grad is not None
+    assert bool((layer.gate.grad != 0).all())
     with torch.no_grad():  # gate -> -inf: local only; mask off: local only
         layer.gate.fill_(-1e4)
     torch.testing.assert_close(layer(x, mem, mask), layer(x), rtol=1e-5, atol=1e-6)

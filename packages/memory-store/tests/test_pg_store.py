@@ -29,7 +29,8 @@ def test_same_results_as_exact_store(pg_dsn: str, pg_table: str, metric: str) ->
     exact.add(x, ids=np.arange(1, 301))
     with PgVectorStore(pg_dsn, 16, metric, table=pg_table, ef_search=100) as store:
         ids = store.add(x, metadata=[{"i": i, "odd": i % 2} for i in range(300)])
-        assert ids.tolist() == list(range(1, 301)) and len(store) == 300
+        assert ids.tolist() == list(range(1, 301))
+        assert len(store) == 300
         s, i, m = store.search(q, 5)
         s_ref, i_ref, _ = exact.search(q, 5)
         assert np.array_equal(i, i_ref)
@@ -40,17 +41,21 @@ def test_same_results_as_exact_store(pg_dsn: str, pg_table: str, metric: str) ->
         vecs, meta = store.get([1, 5])
         np.testing.assert_allclose(vecs, exact.get([1, 5])[0], rtol=1e-6)
         assert meta == [{"i": 0, "odd": 0}, {"i": 4, "odd": 0}]
-        assert store.delete([1, 2, 999]) == 2 and len(store) == 298
+        assert store.delete([1, 2, 999]) == 2
+        assert len(store) == 298
         store.drop_table()
 
 
 def test_async_api_and_snapshot(pg_dsn: str, pg_table: str, tmp_path: Path) -> None:
     async def main() -> None:
         store = PgVectorStore(pg_dsn, 8, "l2", table=pg_table)
-        ids = await store.aadd(np.eye(8), ids=np.arange(10, 18), metadata=[{"k": i} for i in range(8)])
+        ids = await store.aadd(
+            np.eye(8), ids=np.arange(10, 18), metadata=[{"k": i} for i in range(8)]
+        )
         assert ids.tolist() == list(range(10, 18))
         _, got, _ = await store.asearch(np.eye(8)[3], 1)
-        assert got.tolist() == [[13]] and await store.alen() == 8
+        assert got.tolist() == [[13]]
+        assert await store.alen() == 8
         assert await store.adelete([10]) == 1
         await store.asave(tmp_path / "snap.npz")
         await store.aclose()
@@ -59,7 +64,8 @@ def test_async_api_and_snapshot(pg_dsn: str, pg_table: str, tmp_path: Path) -> N
     snap = VectorStore.load(tmp_path / "snap.npz")  # the export is a VectorStore file
     assert sorted(snap.ids.tolist()) == list(range(11, 18))
     restored = PgVectorStore.load(tmp_path / "snap.npz", pg_dsn, table=pg_table + "_r")
-    assert len(restored) == 7 and restored.search(np.eye(8)[5], 1)[1].tolist() == [[15]]
+    assert len(restored) == 7
+    assert restored.search(np.eye(8)[5], 1)[1].tolist() == [[15]]
     restored.drop_table()
     restored.close()
 
@@ -72,19 +78,22 @@ def test_bad_input_and_identifiers(pg_dsn: str, pg_table: str) -> None:
     store = PgVectorStore(pg_dsn, 4, "dot", table=pg_table)
     store.add(np.eye(4), metadata=[{"a": i} for i in range(4)])
     before = store.get([1, 2, 3, 4])
-    bad = [
-        lambda: store.add(np.ones((1, 5))),
-        lambda: store.add(np.full((1, 4), np.nan)),
-        lambda: store.add(np.full((1, 4), np.inf)),
-        lambda: store.add(np.ones((2, 4)), ids=[7]),
-        lambda: store.add(np.ones((2, 4)), metadata=[{}]),
-        lambda: store.add(np.ones((2, 4)), ids=[50, 2]),  # 2 exists: whole batch rolled back
-        lambda: store.search(np.ones(4), 0),
-        lambda: store.search(np.ones(3), 1),
-        lambda: store.search(np.ones(4), 1, filter=lambda m: True),
+    bad = [  # (call, expected message)
+        (lambda: store.add(np.ones((1, 5))), "shape"),
+        (lambda: store.add(np.full((1, 4), np.nan)), "finite"),
+        (lambda: store.add(np.full((1, 4), np.inf)), "finite"),
+        (lambda: store.add(np.ones((2, 4)), ids=[7]), "one entry per vector"),
+        (lambda: store.add(np.ones((2, 4)), metadata=[{}]), "one entry per vector"),
+        (
+            lambda: store.add(np.ones((2, 4)), ids=[50, 2]),
+            "already in table",
+        ),  # whole batch rolled back
+        (lambda: store.search(np.ones(4), 0), "k must be"),
+        (lambda: store.search(np.ones(3), 1), "shape"),
+        (lambda: store.search(np.ones(4), 1, filter=lambda m: True), "dicts"),
     ]
-    for call in bad:
-        with pytest.raises(ValueError):
+    for call, message in bad:
+        with pytest.raises(ValueError, match=message):
             call()
     assert len(store) == 4
     after = store.get([1, 2, 3, 4])
@@ -156,9 +165,14 @@ def _py(code: str, *args: object) -> subprocess.Popen:
     )
 
 
-def test_processes_share_one_memory_and_a_killed_writer_loses_only_its_open_batch(pg_dsn: str, pg_table: str) -> None:
+def test_processes_share_one_memory_and_a_killed_writer_loses_only_its_open_batch(
+    pg_dsn: str, pg_table: str
+) -> None:
     # Two writers push concurrently through HierarchicalMemory.push_remote().
-    writers = [_py(_WRITER, pg_dsn, pg_table, node, seed, 120, 50, -1) for node, seed in (("A", 1), ("B", 2))]
+    writers = [
+        _py(_WRITER, pg_dsn, pg_table, node, seed, 120, 50, -1)
+        for node, seed in (("A", 1), ("B", 2))
+    ]
     for w in writers:
         out, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
@@ -171,27 +185,34 @@ def test_processes_share_one_memory_and_a_killed_writer_loses_only_its_open_batc
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=60)
     # A reader process sees everything committed, through query_remote().
-    reader = _py(_READER, pg_dsn, pg_table, json.dumps([["A", 1, 120], ["B", 2, 120], ["C", 3, 100]]))
+    reader = _py(
+        _READER, pg_dsn, pg_table, json.dumps([["A", 1, 120], ["B", 2, 120], ["C", 3, 100]])
+    )
     out, err = reader.communicate(timeout=300)
     assert reader.returncode == 0, err
     got = json.loads(out.strip().splitlines()[-1])
-    assert got["found"]["A"] == list(range(120)) and got["found"]["B"] == list(range(120))
+    assert got["found"]["A"] == list(range(120))
+    assert got["found"]["B"] == list(range(120))
     assert got["found"]["C"] == list(range(40))  # the committed first batch, nothing of the second
     assert got["count"] == 120 + 120 + 40
     PgVectorStore(pg_dsn, 16, "l2", table=pg_table).drop_table()
 
 
-def test_push_remote_marks_only_committed_and_query_remote_device(pg_dsn: str, pg_table: str) -> None:
+def test_push_remote_marks_only_committed_and_query_remote_device(
+    pg_dsn: str, pg_table: str
+) -> None:
     remote = PgVectorStore(pg_dsn, 8, "dot", table=pg_table)
     mem = HierarchicalMemory(8, hot_capacity=5, remote=remote, node_id="n1")
     mem.add(np.eye(8), metadata=[{"x": i} for i in range(8)])
-    assert len(mem.push_remote(batch_size=3)) == 8 and len(remote) == 8
+    assert len(mem.push_remote(batch_size=3)) == 8
+    assert len(remote) == 8
     assert len(mem.push_remote()) == 0  # nothing new
     mem.add(np.ones((1, 8)))
     assert len(mem.push_remote()) == 1
     res = mem.query_remote(torch.eye(8, dtype=torch.float64)[2:3], 1)
     assert res.metadata[0][0] == {"x": 2, "node": "n1", "local_id": 2}
-    assert res.vectors.dtype == torch.float64 and res.vectors.shape == (1, 1, 8)
+    assert res.vectors.dtype == torch.float64
+    assert res.vectors.shape == (1, 1, 8)
     torch.testing.assert_close(res.vectors[0, 0], torch.eye(8, dtype=torch.float64)[2])
     with pytest.raises(ValueError, match="remote"):
         HierarchicalMemory(8).push_remote()

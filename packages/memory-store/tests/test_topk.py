@@ -26,10 +26,12 @@ def test_topk_matches_float64_sort(nq: int, n: int, k: int, qb: int, nb: int) ->
         ref = _reference(q, x, min(k, n), b)
         assert np.array_equal(rows[:, : min(k, n)], ref)
         if k > n:
-            assert (rows[:, n:] == -1).all() and np.isneginf(scores[:, n:]).all()
+            assert (rows[:, n:] == -1).all()
+            assert np.isneginf(scores[:, n:]).all()
         assert (np.diff(scores[:, : min(k, n)], axis=1) <= 0).all()  # best first
 
 
 def test_topk_empty_base() -> None:
     scores, rows = topk_inner_product(np.ones((2, 3), np.float32), np.empty((0, 3), np.float32), 4)
-    assert (rows == -1).all() and np.isneginf(scores).all()
+    assert (rows == -1).all()
+    assert np.isneginf(scores).all()

@@ -13,16 +13,35 @@ TINY = [
 ]  # fmt: skip
 
 
-def test_cli_ablation_checkpoint_resume_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_ablation_checkpoint_resume_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = tmp_path / "d.txt"
     data.write_bytes(b"def f(x):\n    return x + 1\n" * 400)
     ck = tmp_path / "ck"
-    assert main(["--data", str(data), *TINY, "--ablate-memory", "--checkpoint-dir", str(ck), "--plot", str(tmp_path / "l.png")]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(data),
+                *TINY,
+                "--ablate-memory",
+                "--checkpoint-dir",
+                str(ck),
+                "--plot",
+                str(tmp_path / "l.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert "perplexity with memory:" in out and "perplexity without memory:" in out
-    assert "retrieval hit rate" in out and "memory size" in out
+    assert "perplexity with memory:" in out
+    assert "perplexity without memory:" in out
+    assert "retrieval hit rate" in out
+    assert "memory size" in out
     assert (tmp_path / "l.png").stat().st_size > 0
-    assert (ck / "memory" / "step3" / "CURRENT").is_file() and (ck / "no_memory" / "step3" / "CURRENT").is_file()
+    assert (ck / "memory" / "step3" / "CURRENT").is_file()
+    assert (ck / "no_memory" / "step3" / "CURRENT").is_file()
     assert main(["--data", str(data), *TINY, "--resume", str(ck / "memory" / "step3")]) == 0
     assert "resumed from" in capsys.readouterr().out
 
@@ -37,6 +56,17 @@ def test_cli_argument_errors() -> None:
 @pytest.mark.slow
 def test_memory_helps_on_the_default_corpus() -> None:
     """Equal parameters and steps: the held-out perplexity with memory is lower."""
-    args = parse_args(["--steps", "400", "--eval-chunks", "60", "--no-progress", "--ablate-memory", "--threads", "2"])
+    args = parse_args(
+        [
+            "--steps",
+            "400",
+            "--eval-chunks",
+            "60",
+            "--no-progress",
+            "--ablate-memory",
+            "--threads",
+            "2",
+        ]
+    )
     res = run(args)
     assert res["memory"]["perplexity"] < res["no_memory"]["perplexity"]

@@ -6,14 +6,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seedbed.memory_store.infinite_context import ChunkStreams, load_corpus, split_corpus, stdlib_corpus
+from seedbed.memory_store.infinite_context import (
+    ChunkStreams,
+    load_corpus,
+    split_corpus,
+    stdlib_corpus,
+)
 
 
 def test_stdlib_corpus_is_the_standard_library_sources() -> None:
     data = stdlib_corpus(50_000)
-    assert data.dtype == np.uint8 and len(data) == 50_000
+    assert data.dtype == np.uint8
+    assert len(data) == 50_000
     root = Path(sysconfig.get_paths()["stdlib"])
-    first = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)[0]
+    first = sorted(
+        p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts
+    )[0]
     head = first.read_bytes()[:1000]
     assert bytes(data[: len(head)]) == head
     assert np.array_equal(stdlib_corpus(50_000), data)  # deterministic
@@ -23,9 +31,11 @@ def test_load_corpus_file_and_split(tmp_path: Path) -> None:
     f = tmp_path / "t.txt"
     f.write_bytes(b"hello world " * 100)
     data = load_corpus(f, max_bytes=500)
-    assert len(data) == 500 and bytes(data[:5]) == b"hello"
+    assert len(data) == 500
+    assert bytes(data[:5]) == b"hello"
     train, held = split_corpus(data, 0.2)
-    assert len(train) == 400 and len(held) == 100
+    assert len(train) == 400
+    assert len(held) == 100
     (tmp_path / "e.txt").write_bytes(b"")
     with pytest.raises(ValueError, match="empty"):
         load_corpus(tmp_path / "e.txt")
@@ -39,7 +49,8 @@ def test_chunk_streams_targets_and_wrap() -> None:
     x, y = s.next()
     assert x.shape == y.shape == (4, 8)
     assert x[:, 0].tolist() == [0, 25, 50, 75]  # evenly spread starts
-    assert (y[:, :-1] == x[:, 1:]).all() and (y == (x + 1) % 100).all()
+    assert (y[:, :-1] == x[:, 1:]).all()
+    assert (y == (x + 1) % 100).all()
     for _ in range(3):
         x, y = s.next()
     assert x[3].tolist() == [(99 + i) % 100 for i in range(8)]  # wraps around

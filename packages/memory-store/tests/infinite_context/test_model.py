@@ -7,7 +7,16 @@ import torch
 from seedbed.memory_store import HierarchicalMemory
 from seedbed.memory_store.infinite_context import InfiniteContextConfig, InfiniteContextModel
 
-TINY = dict(d_model=32, n_layers=2, n_heads=2, chunk_size=16, top_k=4, hot_capacity=24, latent_dim=8, growth=32.0)
+TINY = dict(
+    d_model=32,
+    n_layers=2,
+    n_heads=2,
+    chunk_size=16,
+    top_k=4,
+    hot_capacity=24,
+    latent_dim=8,
+    growth=32.0,
+)
 
 
 def _tokens(b: int, l: int, seed: int = 0) -> torch.Tensor:
@@ -20,7 +29,8 @@ def test_forward_writes_memory_and_retrieves_only_the_past() -> None:
     model.reset_memory(2)
     toks = _tokens(2, 48)
     logits, state, info = model(toks[:, :16])
-    assert logits.shape == (2, 16, 256) and len(state) == 2
+    assert logits.shape == (2, 16, 256)
+    assert len(state) == 2
     assert (info["retrieved_tokens"] == -1).all()  # nothing in memory yet
     assert [len(m) for m in model.memories] == [16, 16]
     logits, state, info = model(toks[:, 16:32], state)
@@ -29,13 +39,17 @@ def test_forward_writes_memory_and_retrieves_only_the_past() -> None:
     for b in range(2):  # retrieved entries carry tokens of this stream's first chunk
         assert set(got[b].unique().tolist()) <= set(toks[b, :16].tolist())
     model(toks[:, 32:48], state)
-    assert model.memory_size == 96 and len(model.memories[0].cold) == 48 - 24  # cold tier in use
-    assert model.memories[0].compressor is not None and model.memories[0].compressor.frozen
+    assert model.memory_size == 96
+    assert len(model.memories[0].cold) == 48 - 24
+    assert model.memories[0].compressor is not None
+    assert model.memories[0].compressor.frozen
 
 
 def test_stored_vectors_are_the_attention_inputs() -> None:
     torch.manual_seed(0)
-    model = InfiniteContextModel(InfiniteContextConfig(**{**TINY, "latent_dim": None, "n_layers": 1, "memory_after": 0}))
+    model = InfiniteContextModel(
+        InfiniteContextConfig(**{**TINY, "latent_dim": None, "n_layers": 1, "memory_after": 0})
+    )
     model.reset_memory(1)
     toks = _tokens(1, 16)
     model(toks)
@@ -49,10 +63,13 @@ def test_ablation_has_the_same_parameters_and_no_retrieval() -> None:
     a = InfiniteContextModel(InfiniteContextConfig(**TINY))
     torch.manual_seed(0)
     b = InfiniteContextModel(InfiniteContextConfig(**{**TINY, "use_memory": False}))
-    assert [(n, p.shape) for n, p in a.named_parameters()] == [(n, p.shape) for n, p in b.named_parameters()]
+    assert [(n, p.shape) for n, p in a.named_parameters()] == [
+        (n, p.shape) for n, p in b.named_parameters()
+    ]
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     _, _, info = b(_tokens(2, 16))
-    assert (info["retrieved_tokens"] == -1).all() and b.memory_size == 0
+    assert (info["retrieved_tokens"] == -1).all()
+    assert b.memory_size == 0
 
 
 def test_memory_cap_drops_oldest() -> None:
@@ -62,7 +79,8 @@ def test_memory_cap_drops_oldest() -> None:
     for i in range(4):
         _, state, _ = model(_tokens(1, 16, i), state)
     mem = model.memories[0]
-    assert len(mem) == 40 and mem.ids.tolist() == list(range(24, 64))
+    assert len(mem) == 40
+    assert mem.ids.tolist() == list(range(24, 64))
 
 
 def test_state_roundtrip_and_validation() -> None:

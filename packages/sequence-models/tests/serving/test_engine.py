@@ -78,6 +78,15 @@ def test_engine_matches_each_request_alone(model, cfg):
         assert fed == sum(map(len, prompts)) + 8 * 19
 
 
+def test_engine_with_sliding_window_layers_matches_alone():
+    m = _model(sliding_window=5, layer_types=["sliding_attention", "full_attention"])
+    prompts = _prompts([3, 14, 9], seed=3)
+    alone = [generate(m, [p], max_new_tokens=12, ignore_eos=True).sequences[0] for p in prompts]
+    cfg = EngineConfig(num_blocks=32, block_size=4, max_num_batched_tokens=32, prefill_chunk_size=4)
+    outs = LLMEngine(m, None, cfg).generate(prompts, SamplingParams(max_new_tokens=12, ignore_eos=True))
+    assert [o.output_ids for o in outs] == alone
+
+
 def test_requests_join_and_leave_between_steps(model):
     prompts = _prompts([9, 4, 17, 2, 12], seed=1)
     lens = [5, 12, 3, 9, 7]

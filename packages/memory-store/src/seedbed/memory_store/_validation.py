@@ -10,14 +10,14 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 METRICS = ("dot", "cosine", "l2")
 
 # A metadata filter: a dict matched by equality on every key, or a predicate on the metadata.
-MetadataFilter = Union[Mapping[str, Any], Callable[[dict[str, Any]], bool], None]
+MetadataFilter = Mapping[str, Any] | Callable[[dict[str, Any]], bool] | None
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -99,7 +99,9 @@ def check_metadata(metadata: Any, n: int) -> list[dict[str, Any]]:
             f"metadata must be a sequence of {n} dicts (one per vector), got {type(metadata).__name__}"
         )
     if len(metadata) != n:
-        raise ValueError(f"metadata must have one entry per vector: expected {n}, got {len(metadata)}")
+        raise ValueError(
+            f"metadata must have one entry per vector: expected {n}, got {len(metadata)}"
+        )
     out: list[dict[str, Any]] = []
     for i, m in enumerate(metadata):
         if m is None:
@@ -163,9 +165,7 @@ def matches(filter: MetadataFilter, meta: dict[str, Any]) -> bool:
 def check_identifier(name: str, what: str = "identifier") -> str:
     """A SQL identifier we are willing to interpolate: ``[A-Za-z_][A-Za-z0-9_]{0,62}``."""
     if not isinstance(name, str) or not _IDENT.match(name):
-        raise ValueError(
-            f"{what} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}, got {name!r}"
-        )
+        raise ValueError(f"{what} must match [A-Za-z_][A-Za-z0-9_]{{0,62}}, got {name!r}")
     return name
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import glob
 import math
 import os
@@ -29,12 +30,16 @@ from seedbed.memory_store.vector_store import VectorStore
 
 __all__ = ["BENCHMARKS", "ann_recall_speed", "memory_ablation", "reservoir_uniformity"]
 
+_faiss: Any = faiss  # SWIG classes with keyword constructors the type stubs do not describe
+
 
 # ---------------------------------------------------------------------- threading
 def _openblas() -> Any:
     """numpy's bundled OpenBLAS (scipy-openblas) handle, or None if not found."""
     libdir = os.path.join(os.path.dirname(np.__file__), "..", "numpy.libs")
-    for path in glob.glob(os.path.join(libdir, "libscipy_openblas*")) + glob.glob(os.path.join(libdir, "libopenblas*")):
+    for path in glob.glob(os.path.join(libdir, "libscipy_openblas*")) + glob.glob(
+        os.path.join(libdir, "libopenblas*")
+    ):
         try:
             lib = ctypes.CDLL(path)
         except OSError:
@@ -59,7 +64,11 @@ def single_thread() -> Iterator[str]:
     if blas:
         blas[1](1)
     try:
-        yield "single thread (FAISS OMP=1, OpenBLAS=1)" if blas else "FAISS OMP=1; numpy BLAS threads not controllable here"
+        yield (
+            "single thread (FAISS OMP=1, OpenBLAS=1)"
+            if blas
+            else "FAISS OMP=1; numpy BLAS threads not controllable here"
+        )
     finally:
         faiss.omp_set_num_threads(old_faiss)
         if blas and old_blas is not None:
@@ -73,14 +82,18 @@ def iid_unit(n: int, d: int, rng: np.random.Generator) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def clustered_unit(n: int, d: int, centers: np.ndarray, rng: np.random.Generator, spread: float = 0.5) -> np.ndarray:
+def clustered_unit(
+    n: int, d: int, centers: np.ndarray, rng: np.random.Generator, spread: float = 0.5
+) -> np.ndarray:
     """Unit vectors around random unit centres (a mixture, like real embeddings)."""
     c = centers[rng.integers(len(centers), size=n)]
     x = c + spread * rng.standard_normal((n, d), dtype=np.float32) / np.sqrt(d)
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def numpy_brute_force(base: np.ndarray, queries: np.ndarray, k: int, block: int = 256) -> np.ndarray:
+def numpy_brute_force(
+    base: np.ndarray, queries: np.ndarray, k: int, block: int = 256
+) -> np.ndarray:
     """Plain numpy exact top-k: ``queries @ base.T`` + ``argpartition``, 256 queries a block."""
     out = []
     for i in range(0, len(queries), block):
@@ -91,7 +104,9 @@ def numpy_brute_force(base: np.ndarray, queries: np.ndarray, k: int, block: int 
 
 def _recall(found: np.ndarray, truth: np.ndarray) -> float:
     k = truth.shape[1]
-    return float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found.tolist(), truth.tolist())]))
+    return float(
+        np.mean([len(set(a) & set(b)) / k for a, b in zip(found.tolist(), truth.tolist())])
+    )
 
 
 def _qps(fn: Callable[[], Any], nq: int, repeats: int = 2) -> float:
@@ -110,10 +125,14 @@ def _operating_point(
     whole sweep up to it is returned for the curve."""
     sweep = []
     for v in values:
-        params = faiss.SearchParametersHNSW(efSearch=v) if knob == "efSearch" else faiss.SearchParametersIVF(nprobe=v)
+        params = (
+            _faiss.SearchParametersHNSW(efSearch=v)
+            if knob == "efSearch"
+            else _faiss.SearchParametersIVF(nprobe=v)
+        )
         _, ids = index.search(queries, k, params=params)
         rec = _recall(ids, truth)
-        qps = _qps(lambda p=params: index.search(queries, k, params=p), len(queries))
+        qps = _qps(functools.partial(index.search, queries, k, params=params), len(queries))
         sweep.append((v, rec, qps))
         if rec >= 0.95:
             break
@@ -136,7 +155,10 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
     size = f"N={n} D={d} Q={nq} k={k}"
     rng = np.random.default_rng(0)
     centers = iid_unit(max(64, n // 100), d, rng)
-    sets = {"iid": (iid_unit(n, d, rng), iid_unit(nq, d, rng)), "clustered": (clustered_unit(n, d, centers, rng), clustered_unit(nq, d, centers, rng))}
+    sets = {
+        "iid": (iid_unit(n, d, rng), iid_unit(nq, d, rng)),
+        "clustered": (clustered_unit(n, d, centers, rng), clustered_unit(nq, d, centers, rng)),
+    }
     metrics: list[dict[str, Any]] = []
     with single_thread() as threads:
         for name, (base, queries) in sets.items():
@@ -147,12 +169,36 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
                 store = VectorStore(d, "dot")
                 store.add(base)
                 _, got, _ = store.search(queries, k)
-                t_faiss, t_store, _ = timed_ratio(lambda: flat.search(queries, k), lambda: store.search(queries, k), repeats=3)
+                t_faiss, t_store, _ = timed_ratio(
+                    functools.partial(flat.search, queries, k),
+                    functools.partial(store.search, queries, k),
+                    repeats=3,
+                )
                 note = f"{size}, {threads}"
-                metrics.append(Metric("vectorstore_recall_vs_exact", _recall(got, truth), "", 0.999, True, note=note).as_dict())
-                metrics.append(Metric("vectorstore_time_over_faiss_flat", t_store / t_faiss, "x", 1.5, False, note=f"VectorStore brute force / IndexFlatIP, {note}").as_dict())
+                metrics.append(
+                    Metric(
+                        "vectorstore_recall_vs_exact",
+                        _recall(got, truth),
+                        "",
+                        0.999,
+                        True,
+                        note=note,
+                    ).as_dict()
+                )
+                metrics.append(
+                    Metric(
+                        "vectorstore_time_over_faiss_flat",
+                        t_store / t_faiss,
+                        "x",
+                        1.5,
+                        False,
+                        note=f"VectorStore brute force / IndexFlatIP, {note}",
+                    ).as_dict()
+                )
             nq_np = min(nq, 256)
-            np_qps = _qps(lambda: numpy_brute_force(base, queries[:nq_np], k), nq_np, repeats=1)
+            np_qps = _qps(
+                functools.partial(numpy_brute_force, base, queries[:nq_np], k), nq_np, repeats=1
+            )
             faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
             hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
             hnsw.hnsw.efConstruction = 80
@@ -165,15 +211,48 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
             targeted = name == "clustered"
             for kind, index, knob, values in (
                 ("hnsw", hnsw, "efSearch", [16, 32, 64, 128, 256, 512, 1024, 2048]),
-                ("ivf", ivf, "nprobe", [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist]),
+                (
+                    "ivf",
+                    ivf,
+                    "nprobe",
+                    [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist],
+                ),
             ):
                 v, rec, qps, sweep = _operating_point(index, queries, truth, knob, values, k)
                 note = f"{name} unit vectors, {size}, {knob}={v}, numpy brute force {np_qps:.0f} QPS, {threads}"
                 if not targeted:
                     note += "; i.i.d. 128-d data has no neighbourhood structure for an index to use (reported only)"
-                series = [Series([s[0] for s in sweep], [s[1] for s in sweep], knob, "recall@10", f"{name} {kind}", logx=True)]
-                metrics.append(Metric(f"{kind}_recall@10_{name}", rec, "", 0.95 if targeted else None, True, series, note).as_dict())
-                metrics.append(Metric(f"{kind}_qps_over_numpy_{name}", qps / np_qps, "x", 20.0 if targeted else None, True, note=note).as_dict())
+                series = [
+                    Series(
+                        [s[0] for s in sweep],
+                        [s[1] for s in sweep],
+                        knob,
+                        "recall@10",
+                        f"{name} {kind}",
+                        logx=True,
+                    )
+                ]
+                metrics.append(
+                    Metric(
+                        f"{kind}_recall@10_{name}",
+                        rec,
+                        "",
+                        0.95 if targeted else None,
+                        True,
+                        series,
+                        note,
+                    ).as_dict()
+                )
+                metrics.append(
+                    Metric(
+                        f"{kind}_qps_over_numpy_{name}",
+                        qps / np_qps,
+                        "x",
+                        20.0 if targeted else None,
+                        True,
+                        note=note,
+                    ).as_dict()
+                )
     return metrics
 
 
@@ -189,6 +268,7 @@ def reservoir_uniformity(full: bool = False) -> list[dict[str, Any]]:
             step = int(rng.integers(1, 40))
             s.add(np.arange(pos, min(n, pos + step))[:, None])
             pos += step
+        assert s.items is not None
         counts += np.bincount(s.items[:, 0], minlength=n)
     expected = counts.mean()
     stat = float(((counts - expected) ** 2 / expected).sum())
@@ -211,7 +291,11 @@ def reservoir_uniformity(full: bool = False) -> list[dict[str, Any]]:
             "x",
             None,
             False,
-            [Series(lengths, sizes, "tokens seen", "working set", "reservoir (growth=16)", logx=True)],
+            [
+                Series(
+                    lengths, sizes, "tokens seen", "working set", "reservoir (growth=16)", logx=True
+                )
+            ],
             f"sizes {dict(zip(lengths, sizes))}; logarithmic growth adds ~16 ln 10 = 37 per decade",
         ).as_dict(),
     ]
@@ -242,9 +326,31 @@ def memory_ablation(full: bool = False) -> list[dict[str, Any]]:
         ppl[use] = evaluate(model, held, batch_size=4, max_chunks=eval_chunks)["perplexity"]
         k = 10
         smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        curves.append(Series(list(range(k, steps + 1)), smooth.tolist(), "step", "train loss", "with memory" if use else "without memory"))
+        curves.append(
+            Series(
+                list(range(k, steps + 1)),
+                smooth.tolist(),
+                "step",
+                "train loss",
+                "with memory" if use else "without memory",
+            )
+        )
     note = f"stdlib sources, d_model={d_model}, {steps} steps x {batch} streams x 64 tokens; ppl {ppl[True]:.3f} vs {ppl[False]:.3f}"
-    return [Metric("perplexity_ratio_memory_over_none", ppl[True] / ppl[False], "x", 1.0 if full else None, False, curves, note).as_dict()]
+    return [
+        Metric(
+            "perplexity_ratio_memory_over_none",
+            ppl[True] / ppl[False],
+            "x",
+            1.0 if full else None,
+            False,
+            curves,
+            note,
+        ).as_dict()
+    ]
 
 
-BENCHMARKS: list[Callable[..., list[dict[str, Any]]]] = [ann_recall_speed, reservoir_uniformity, memory_ablation]
+BENCHMARKS: list[Callable[..., list[dict[str, Any]]]] = [
+    ann_recall_speed,
+    reservoir_uniformity,
+    memory_ablation,
+]

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import safetensors.torch
+import torch
 from torch import nn
 
 from seedbed.memory_store._atomic import atomic_write_bytes
@@ -92,7 +92,9 @@ class ReservoirSampler:
         if self.items is None:
             self.items = np.empty((0, *items.shape[1:]), dtype=items.dtype)
         elif items.shape[1:] != self.items.shape[1:]:
-            raise ValueError(f"items must have shape (N, {self.items.shape[1:]}), got {items.shape}")
+            raise ValueError(
+                f"items must have shape (N, {self.items.shape[1:]}), got {items.shape}"
+            )
         start = 0
         if self.n_seen < self.switch_at:  # Bernoulli phase, up to the switch point
             take = min(len(items), self.switch_at - self.n_seen)
@@ -151,6 +153,8 @@ class StreamingCompressor(nn.Module):
         >>> err = comp.reconstruction_error(x)      # relative squared error
     """
 
+    mean: torch.Tensor  # (D,) buffer: reservoir mean at the last fit
+
     def __init__(
         self,
         dim: int,
@@ -169,7 +173,9 @@ class StreamingCompressor(nn.Module):
         self.latent_dim = latent_dim
         self.sampler = ReservoirSampler(growth, max_size, seed)
         gen = torch.Generator().manual_seed(0 if seed is None else seed)
-        q, _ = torch.linalg.qr(torch.randn(dim, latent_dim, generator=gen))  # (D, r) orthonormal cols
+        q, _ = torch.linalg.qr(
+            torch.randn(dim, latent_dim, generator=gen)
+        )  # (D, r) orthonormal cols
         self.weight = nn.Parameter(q.T.contiguous())  # W: (r, D), orthonormal rows
         self.register_buffer("mean", torch.zeros(dim))
         self.fitted = False
@@ -195,7 +201,9 @@ class StreamingCompressor(nn.Module):
         """Feed embeddings (..., D) to the reservoir, in order (last axis is D)."""
         arr = x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
         if arr.ndim == 0 or arr.shape[-1] != self.dim:
-            raise ValueError(f"embeddings must have shape (..., {self.dim}), got {tuple(arr.shape)}")
+            raise ValueError(
+                f"embeddings must have shape (..., {self.dim}), got {tuple(arr.shape)}"
+            )
         self.sampler.add(check_vectors(arr.reshape(-1, self.dim), self.dim))
 
     # ------------------------------------------------------------------ autoencoder
@@ -210,7 +218,9 @@ class StreamingCompressor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
 
-    def fit(self, steps: int = 200, *, lr: float = 0.05, batch_size: int = 512, seed: int = 0) -> float:
+    def fit(
+        self, steps: int = 200, *, lr: float = 0.05, batch_size: int = 512, seed: int = 0
+    ) -> float:
         """Fit the autoencoder on the reservoir with Adam. Returns the final reconstruction error.
 
         The tied loss ``|x - W^T W (x - mu) - mu|^2`` is minimised by W whose rows are an
@@ -260,7 +270,9 @@ class StreamingCompressor(nn.Module):
     # ------------------------------------------------------------------ persistence
     def to_files(self) -> dict[str, bytes]:
         """Weights and reservoir (safetensors) and counters (JSON), as file name -> bytes."""
-        tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        tensors = {
+            f"module.{k}": v.detach().cpu().contiguous() for k, v in self.state_dict().items()
+        }
         tensors["reservoir"] = self.reservoir.contiguous()
         tensors["positions"] = torch.from_numpy(self.sampler.positions.copy())
         meta = {
@@ -301,4 +313,6 @@ class StreamingCompressor(nn.Module):
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> StreamingCompressor:
         d = Path(directory)
-        return cls.from_files({n: (d / n).read_bytes() for n in ("compressor.json", "compressor.safetensors")})
+        return cls.from_files(
+            {n: (d / n).read_bytes() for n in ("compressor.json", "compressor.safetensors")}
+        )

@@ -57,6 +57,7 @@ __all__ = ["KINDS", "FaissVectorStore", "ReadOnlyStoreError"]
 
 KINDS = ("flat", "ivf", "hnsw")
 _FORMAT = "seedbed.FaissVectorStore/1"
+_faiss: Any = faiss  # SWIG classes with keyword constructors the type stubs do not describe
 _INDEX_FILE = "index.faiss"
 _META_FILE = "meta.json"
 
@@ -162,7 +163,7 @@ class FaissVectorStore:
         ivf = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, self._faiss_metric)
         ivf.cp.seed = 1234
         ivf.train(all_x)
-        ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        ivf.set_direct_map_type(_faiss.DirectMap.Hashtable)
         ivf.add_with_ids(all_x, all_ids)
         self._index = ivf
         self._trained = True
@@ -310,7 +311,7 @@ class FaissVectorStore:
 
     def _search(self, q: np.ndarray, k: int, flt: MetadataFilter) -> SearchResult:
         keep: list[Any] = []  # selectors must outlive the search call
-        sel = None
+        sel: Any = None
         if flt is not None:
             allowed = np.array(
                 [i for i, m in self._meta.items() if matches(flt, m)], dtype=np.int64
@@ -324,16 +325,20 @@ class FaissVectorStore:
             sel = faiss.IDSelectorNot(inner)
             keep += [inner, sel]
         if self.kind == "hnsw":
-            params: Any = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
+            params: Any = _faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
         elif self._trained:
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=min(self.nprobe, self.nlist))
+            params = _faiss.SearchParametersIVF(sel=sel, nprobe=min(self.nprobe, self.nlist))
         else:
-            params = faiss.SearchParameters(sel=sel)
+            params = _faiss.SearchParameters(sel=sel)
         scores, ids = self._index.search(q, k, params=params)
         return self._finish(scores, ids)
 
     def _exact_subset(self, q: np.ndarray, k: int, allowed: np.ndarray) -> SearchResult:
-        vecs = self._index.reconstruct_batch(allowed) if len(allowed) else np.empty((0, self.dim), np.float32)
+        vecs = (
+            self._index.reconstruct_batch(allowed)
+            if len(allowed)
+            else np.empty((0, self.dim), np.float32)
+        )
         if self.metric == "l2":
             bias = -np.einsum("nd,nd->n", vecs, vecs)
             sim, rows = topk_inner_product(2.0 * q, vecs, k, bias=bias)
@@ -349,9 +354,7 @@ class FaissVectorStore:
         missing = ids < 0
         scores = scores.astype(np.float32)
         scores[missing] = np.inf if self.metric == "l2" else -np.inf
-        meta = [
-            [dict(self._meta[i]) if i >= 0 else None for i in row] for row in ids.tolist()
-        ]
+        meta = [[dict(self._meta[i]) if i >= 0 else None for i in row] for row in ids.tolist()]
         return scores, ids, meta
 
     # ------------------------------------------------------------------ persistence
@@ -385,7 +388,7 @@ class FaissVectorStore:
         return index_bytes, json.dumps(sidecar).encode()
 
     def _write_files(self, directory: Path, index_bytes: np.ndarray, sidecar: bytes) -> None:
-        write_file_durable(directory / _INDEX_FILE, memoryview(index_bytes))
+        write_file_durable(directory / _INDEX_FILE, index_bytes.data)
         write_file_durable(directory / _META_FILE, sidecar)
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -409,7 +412,9 @@ class FaissVectorStore:
     def _load_dir(cls, directory: Path, *, mmap: bool = False) -> FaissVectorStore:
         sidecar = json.loads((directory / _META_FILE).read_text())
         if sidecar.get("format") != _FORMAT:
-            raise ValueError(f"{directory} is not a {_FORMAT} store (format={sidecar.get('format')!r})")
+            raise ValueError(
+                f"{directory} is not a {_FORMAT} store (format={sidecar.get('format')!r})"
+            )
         cfg = sidecar["config"]
         store = cls(
             cfg["dim"],

@@ -28,7 +28,7 @@ Retrieved vectors, scores and ids come back as tensors on the query's device.
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import json
 import os
 import socket
@@ -41,7 +41,12 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 import torch
 
-from seedbed.memory_store._atomic import commit_version, current_version_dir, fsync_dir, write_file_durable
+from seedbed.memory_store._atomic import (
+    commit_version,
+    current_version_dir,
+    fsync_dir,
+    write_file_durable,
+)
 from seedbed.memory_store._validation import (
     MetadataFilter,
     check_delete_ids,
@@ -58,7 +63,7 @@ from seedbed.memory_store._validation import (
 from seedbed.memory_store.async_store import AsyncFaissVectorStore
 from seedbed.memory_store.compression import StreamingCompressor
 from seedbed.memory_store.faiss_store import FaissVectorStore
-from seedbed.memory_store.vector_store import VectorStore
+from seedbed.memory_store.vector_store import VectorStore, npz_bytes
 
 __all__ = ["HierarchicalMemory", "MemorySearchResult"]
 
@@ -145,11 +150,15 @@ class HierarchicalMemory:
         self.metric = check_metric(metric)
         if compressor is not None:
             if not isinstance(compressor, StreamingCompressor):
-                raise TypeError(f"compressor must be a StreamingCompressor, got {type(compressor).__name__}")
+                raise TypeError(
+                    f"compressor must be a StreamingCompressor, got {type(compressor).__name__}"
+                )
             if compressor.dim != dim:
                 raise ValueError(f"compressor.dim must equal dim={dim}, got {compressor.dim}")
             if metric == "cosine":
-                raise ValueError("metric='cosine' cannot be used with a compressor (codes keep dot and l2 only)")
+                raise ValueError(
+                    "metric='cosine' cannot be used with a compressor (codes keep dot and l2 only)"
+                )
         if not isinstance(hot_capacity, int) or hot_capacity < 0:
             raise ValueError(f"hot_capacity must be an int >= 0, got {hot_capacity!r}")
         if backend not in BACKENDS:
@@ -162,7 +171,11 @@ class HierarchicalMemory:
         self.hot_capacity = hot_capacity
         self.path = None if path is None else Path(path)
         self.use_async = bool(use_async)
-        self.backend = ("faiss" if (path is not None or use_async) else "memory") if backend == "auto" else backend
+        self.backend = (
+            ("faiss" if (path is not None or use_async) else "memory")
+            if backend == "auto"
+            else backend
+        )
         self.kind = kind
         self.remote = remote
         self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}"
@@ -211,7 +224,9 @@ class HierarchicalMemory:
             return np.union1d(self.hot.ids, cold_ids[~np.isin(cold_ids, list(self._moving))])
 
     # ------------------------------------------------------------------ cold-tier plumbing
-    async def _cold_add(self, codes: np.ndarray, ids: np.ndarray, meta: list[dict[str, Any]]) -> None:
+    async def _cold_add(
+        self, codes: np.ndarray, ids: np.ndarray, meta: list[dict[str, Any]]
+    ) -> None:
         if self.use_async:
             await self.cold.aadd(codes, ids, meta)
         else:
@@ -266,19 +281,27 @@ class HierarchicalMemory:
             return z.float().cpu().numpy(), const.float().cpu().numpy()
 
     # ------------------------------------------------------------------ add
-    def _prepare_add(self, vectors: Any, ids: Any, metadata: Any) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]]]:
+    def _prepare_add(
+        self, vectors: Any, ids: Any, metadata: Any
+    ) -> tuple[np.ndarray, np.ndarray | None, list[dict[str, Any]]]:
         x = check_vectors(vectors, self.dim)
         if self.metric == "cosine":
             x = normalize_rows(x)
         return x, check_ids(ids, len(x)), check_metadata(metadata, len(x))
 
-    async def _aadd(self, x: np.ndarray, ids: np.ndarray | None, meta: list[dict[str, Any]]) -> np.ndarray:
+    async def _aadd(
+        self, x: np.ndarray, ids: np.ndarray | None, meta: list[dict[str, Any]]
+    ) -> np.ndarray:
         n = len(x)
         with self._lock:
             if ids is None:
                 ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             else:
-                dup = [int(i) for i in ids if int(i) in self.hot or int(i) in self.cold or int(i) in self._moving]
+                dup = [
+                    int(i)
+                    for i in ids
+                    if int(i) in self.hot or int(i) in self.cold or int(i) in self._moving
+                ]
                 if dup:
                     raise ValueError(f"ids already in the memory: {dup[:10]}")
             if n == 0:
@@ -318,7 +341,9 @@ class HierarchicalMemory:
         """Add vectors (N, D) (torch on any device, numpy or lists). Returns (N,) int64 ids."""
         return await self._aadd(*self._prepare_add(vectors, ids, metadata))
 
-    def add(self, vectors: Any, ids: Any = None, metadata: Any = None) -> np.ndarray | asyncio.Task[np.ndarray]:
+    def add(
+        self, vectors: Any, ids: Any = None, metadata: Any = None
+    ) -> np.ndarray | asyncio.Task[np.ndarray]:
         """:meth:`aadd`, blocking in sync code, an ``asyncio.Task`` inside a running loop."""
         return _dispatch(self._aadd(*self._prepare_add(vectors, ids, metadata)))
 
@@ -348,7 +373,9 @@ class HierarchicalMemory:
         return _dispatch(self._adelete(check_delete_ids(ids)))
 
     # ------------------------------------------------------------------ search
-    def _prepare_search(self, queries: Any, k: int, filter: MetadataFilter) -> tuple[np.ndarray, int, MetadataFilter, torch.device, torch.dtype]:
+    def _prepare_search(
+        self, queries: Any, k: int, filter: MetadataFilter
+    ) -> tuple[np.ndarray, int, MetadataFilter, torch.device, torch.dtype]:
         if isinstance(queries, torch.Tensor):
             device = queries.device
             dtype = queries.dtype if queries.is_floating_point() else torch.float32
@@ -361,7 +388,9 @@ class HierarchicalMemory:
         """Sort key: ascending key = best first."""
         return a if self.metric == "l2" else -a
 
-    async def _asearch(self, q: np.ndarray, k: int, flt: MetadataFilter, device: torch.device, dtype: torch.dtype) -> MemorySearchResult:
+    async def _asearch(
+        self, q: np.ndarray, k: int, flt: MetadataFilter, device: torch.device, dtype: torch.dtype
+    ) -> MemorySearchResult:
         nq = len(q)
         worst = np.inf if self.metric == "l2" else -np.inf
         qp = normalize_rows(q, name="queries") if self.metric == "cosine" else q
@@ -381,7 +410,11 @@ class HierarchicalMemory:
             found = ci >= 0
             cs = np.where(found, cs + const[:, None], cs).astype(np.float32)
             assert codes is not None
-            cv = np.where(found[..., None], self._decode(codes.reshape(-1, self.code_dim)).reshape(nq, k, self.dim), 0.0)
+            cv = np.where(
+                found[..., None],
+                self._decode(codes.reshape(-1, self.code_dim)).reshape(nq, k, self.dim),
+                0.0,
+            )
         scores = np.concatenate([hs, cs], axis=1)  # (Q, 2k)
         ids = np.concatenate([hi, ci], axis=1)
         vecs = np.concatenate([hv, cv.astype(np.float32)], axis=1)  # (Q, 2k, D)
@@ -394,7 +427,9 @@ class HierarchicalMemory:
             for j, i in enumerate(sorted_ids[r].tolist()):
                 dup[r, j] = i >= 0 and i in seen
                 seen.add(i)
-        order = np.take_along_axis(order, np.argsort(dup, axis=1, kind="stable"), axis=1)[:, :k]  # (Q, k)
+        order = np.take_along_axis(order, np.argsort(dup, axis=1, kind="stable"), axis=1)[
+            :, :k
+        ]  # (Q, k)
         out_i = np.take_along_axis(ids, order, axis=1)
         out_s = np.take_along_axis(scores, order, axis=1)
         out_v = np.take_along_axis(vecs, order[..., None], axis=1)
@@ -402,7 +437,10 @@ class HierarchicalMemory:
         out_s[missing] = worst
         out_v[missing] = 0.0
         meta = [a + b for a, b in zip(hm, cm)]
-        out_m = [[meta[r][c] if out_i[r, j] >= 0 else None for j, c in enumerate(row)] for r, row in enumerate(order.tolist())]
+        out_m = [
+            [meta[r][c] if out_i[r, j] >= 0 else None for j, c in enumerate(row)]
+            for r, row in enumerate(order.tolist())
+        ]
         return MemorySearchResult(
             torch.from_numpy(out_s).to(device),
             torch.from_numpy(out_i).to(device),
@@ -417,7 +455,11 @@ class HierarchicalMemory:
         if not found.any():
             return out
         uniq = np.unique(ids[found])
-        got = await asyncio.to_thread(self._cold_get, uniq.tolist()) if self.use_async else self._cold_get(uniq.tolist())
+        got = (
+            await asyncio.to_thread(self._cold_get, uniq.tolist())
+            if self.use_async
+            else self._cold_get(uniq.tolist())
+        )
         table = np.zeros((len(uniq), self.code_dim), np.float32)
         for n, i in enumerate(uniq.tolist()):
             if i in got:
@@ -436,17 +478,19 @@ class HierarchicalMemory:
         except KeyError:  # deleted concurrently: one by one
             out: dict[int, np.ndarray] = {}
             for i in alive:
-                try:
+                with contextlib.suppress(KeyError):
                     out[i] = self.cold.get([i])[0][0]
-                except KeyError:
-                    pass
             return out
 
-    async def asearch(self, queries: Any, k: int, filter: MetadataFilter = None) -> MemorySearchResult:
+    async def asearch(
+        self, queries: Any, k: int, filter: MetadataFilter = None
+    ) -> MemorySearchResult:
         """Top-k over both tiers. queries: (Q, D) or (D,); results on the query's device."""
         return await self._asearch(*self._prepare_search(queries, k, filter))
 
-    def search(self, queries: Any, k: int, filter: MetadataFilter = None) -> MemorySearchResult | asyncio.Task[MemorySearchResult]:
+    def search(
+        self, queries: Any, k: int, filter: MetadataFilter = None
+    ) -> MemorySearchResult | asyncio.Task[MemorySearchResult]:
         return _dispatch(self._asearch(*self._prepare_search(queries, k, filter)))
 
     # ------------------------------------------------------------------ persistence
@@ -468,13 +512,9 @@ class HierarchicalMemory:
         """Every file of a saved memory (relative path -> bytes), taken under the lock."""
         files: dict[str, bytes] = {}
         with self._lock:
-            buf = io.BytesIO()
-            np.savez(buf, **self.hot._state_arrays())
-            files["hot.npz"] = buf.getvalue()
+            files["hot.npz"] = npz_bytes(self.hot._state_arrays())
             if isinstance(self.cold, VectorStore):
-                buf = io.BytesIO()
-                np.savez(buf, **self.cold._state_arrays())
-                files["cold.npz"] = buf.getvalue()
+                files["cold.npz"] = npz_bytes(self.cold._state_arrays())
             else:
                 if isinstance(self.cold, AsyncFaissVectorStore):
                     with self.cold._rw.read():
@@ -535,14 +575,26 @@ class HierarchicalMemory:
 
     @classmethod
     async def load_async(
-        cls, path: str | os.PathLike[str], *, use_async: bool | None = None, remote: Any = None, device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        use_async: bool | None = None,
+        remote: Any = None,
+        device: str | torch.device = "cpu",
     ) -> HierarchicalMemory:
         """Open a memory saved by :meth:`save` (``use_async`` overrides the saved choice)."""
-        return await asyncio.to_thread(cls._load_sync, Path(path), use_async, remote, torch.device(device))
+        return await asyncio.to_thread(
+            cls._load_sync, Path(path), use_async, remote, torch.device(device)
+        )
 
     @classmethod
     def load(
-        cls, path: str | os.PathLike[str], *, use_async: bool | None = None, remote: Any = None, device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        use_async: bool | None = None,
+        remote: Any = None,
+        device: str | torch.device = "cpu",
     ) -> HierarchicalMemory | asyncio.Task[HierarchicalMemory]:
         if not Path(path).exists():
             raise FileNotFoundError(f"no saved memory at {path}")
@@ -550,13 +602,20 @@ class HierarchicalMemory:
 
     @classmethod
     def load_sync(
-        cls, path: str | os.PathLike[str], *, use_async: bool | None = None, remote: Any = None, device: str | torch.device = "cpu"
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        use_async: bool | None = None,
+        remote: Any = None,
+        device: str | torch.device = "cpu",
     ) -> HierarchicalMemory:
         """:meth:`load_async` run in the calling thread, whether or not a loop is running."""
         return cls._load_sync(Path(path), use_async, remote, torch.device(device))
 
     @classmethod
-    def _load_sync(cls, path: Path, use_async: bool | None, remote: Any, device: torch.device) -> HierarchicalMemory:
+    def _load_sync(
+        cls, path: Path, use_async: bool | None, remote: Any, device: torch.device
+    ) -> HierarchicalMemory:
         d = current_version_dir(path)
         state = json.loads((d / "memory.json").read_text())
         if state.get("format") != _FORMAT:
@@ -599,7 +658,9 @@ class HierarchicalMemory:
                     cold.add(vecs, inner.ids, metas)
             elif ua:
                 workers = cfg["store_kwargs"].get("max_workers", 4)
-                cold = AsyncFaissVectorStore(inner.dim, inner.metric, inner.kind, store=inner, max_workers=workers)
+                cold = AsyncFaissVectorStore(
+                    inner.dim, inner.metric, inner.kind, store=inner, max_workers=workers
+                )
             else:
                 cold = inner
         if state["drop_from_cold"]:
@@ -610,19 +671,25 @@ class HierarchicalMemory:
         mem._next_id = int(state["next_id"])
         mem._count = int(state["count"])
         if mem._count != len(mem.hot) + len(cold):
-            raise ValueError(f"{path}: saved count {mem._count} != hot {len(mem.hot)} + cold {len(cold)}")
+            raise ValueError(
+                f"{path}: saved count {mem._count} != hot {len(mem.hot)} + cold {len(cold)}"
+            )
         return mem
 
     # ------------------------------------------------------------------ remote (C-8)
     def _remote(self, remote: Any) -> Any:
         r = remote if remote is not None else self.remote
         if r is None:
-            raise ValueError("no remote store: pass remote= here or at construction (a PgVectorStore)")
+            raise ValueError(
+                "no remote store: pass remote= here or at construction (a PgVectorStore)"
+            )
         if r.dim != self.dim:
             raise ValueError(f"remote store has dim {r.dim}, this memory has dim {self.dim}")
         return r
 
-    async def _full_vectors(self, ids: list[int]) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
+    async def _full_vectors(
+        self, ids: list[int]
+    ) -> tuple[list[int], np.ndarray, list[dict[str, Any]]]:
         """Full-dimension vectors (decoded for cold entries) of the ids still present."""
         with self._lock:
             hot = [i for i in ids if i in self.hot]
@@ -662,11 +729,15 @@ class HierarchicalMemory:
                     self._unpushed.pop(i, None)
         return np.concatenate(out) if out else np.empty(0, np.int64)
 
-    def push_remote(self, remote: Any = None, *, batch_size: int = 512) -> np.ndarray | asyncio.Task[np.ndarray]:
+    def push_remote(
+        self, remote: Any = None, *, batch_size: int = 512
+    ) -> np.ndarray | asyncio.Task[np.ndarray]:
         self._remote(remote)
         return _dispatch(self.apush_remote(remote, batch_size=batch_size))
 
-    async def aquery_remote(self, queries: Any, k: int, filter: MetadataFilter = None, *, remote: Any = None) -> MemorySearchResult:
+    async def aquery_remote(
+        self, queries: Any, k: int, filter: MetadataFilter = None, *, remote: Any = None
+    ) -> MemorySearchResult:
         """Search the shared store (every node's pushes). Results on the query's device."""
         store = self._remote(remote)
         q, k, flt, device, dtype = self._prepare_search(queries, k, filter)
@@ -685,7 +756,9 @@ class HierarchicalMemory:
             torch.from_numpy(vecs).to(device=device, dtype=dtype),
         )
 
-    def query_remote(self, queries: Any, k: int, filter: MetadataFilter = None, *, remote: Any = None) -> MemorySearchResult | asyncio.Task[MemorySearchResult]:
+    def query_remote(
+        self, queries: Any, k: int, filter: MetadataFilter = None, *, remote: Any = None
+    ) -> MemorySearchResult | asyncio.Task[MemorySearchResult]:
         self._remote(remote)
         self._prepare_search(queries, k, filter)
         return _dispatch(self.aquery_remote(queries, k, filter, remote=remote))
@@ -710,4 +783,3 @@ class HierarchicalMemory:
             raise KeyError(f"ids not in memory: {missing[:10]}")
         order = {i: r for r, i in enumerate(got)}
         return torch.from_numpy(vecs[[order[i] for i in req]])
-

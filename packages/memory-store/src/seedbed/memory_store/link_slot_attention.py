@@ -44,13 +44,21 @@ class LinkSlotAttention(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, n_heads: int, *, top_k: int = 16, gate_init: float = 0.0, bias: bool = False
+        self,
+        d_model: int,
+        n_heads: int,
+        *,
+        top_k: int = 16,
+        gate_init: float = 0.0,
+        bias: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(d_model, int) or d_model < 1:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
         if not isinstance(n_heads, int) or n_heads < 1 or d_model % n_heads:
-            raise ValueError(f"n_heads must be a positive divisor of d_model={d_model}, got {n_heads!r}")
+            raise ValueError(
+                f"n_heads must be a positive divisor of d_model={d_model}, got {n_heads!r}"
+            )
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive int, got {top_k!r}")
         self.d_model, self.n_heads, self.top_k = d_model, n_heads, top_k
@@ -81,12 +89,16 @@ class LinkSlotAttention(nn.Module):
         out = attention(q, k, v, causal=True)  # (B, L, H, Dh)
         if mem is not None:
             if mem.ndim != 4 or mem.shape[:2] != (b, l) or mem.shape[-1] != self.d_model:
-                raise ValueError(f"mem must have shape ({b}, {l}, K, {self.d_model}), got {tuple(mem.shape)}")
+                raise ValueError(
+                    f"mem must have shape ({b}, {l}, K, {self.d_model}), got {tuple(mem.shape)}"
+                )
             n_mem = mem.shape[2]
             if mem_mask is None:
                 mem_mask = torch.ones(b, l, n_mem, dtype=torch.bool, device=x.device)
             elif mem_mask.shape != (b, l, n_mem) or mem_mask.dtype != torch.bool:
-                raise ValueError(f"mem_mask must be bool of shape ({b}, {l}, {n_mem}), got {mem_mask.dtype} {tuple(mem_mask.shape)}")
+                raise ValueError(
+                    f"mem_mask must be bool of shape ({b}, {l}, {n_mem}), got {mem_mask.dtype} {tuple(mem_mask.shape)}"
+                )
             mem = mem.to(x.dtype)
             mk = self._heads(self.k_proj(mem)).flatten(0, 1)  # (B*L, K, H, Dh)
             mv = self._heads(self.v_proj(mem)).flatten(0, 1)
@@ -100,4 +112,3 @@ class LinkSlotAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n_heads={self.n_heads}, top_k={self.top_k}"
-

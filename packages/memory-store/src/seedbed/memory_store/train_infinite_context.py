@@ -40,10 +40,22 @@ __all__ = ["main", "parse_args", "run"]
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="seedbed-train-infinite", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, default=None, help="text file (default: the standard library's .py sources)")
-    p.add_argument("--max-bytes", type=int, default=4_000_000, help="read at most this many bytes of the corpus")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="text file (default: the standard library's .py sources)",
+    )
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=4_000_000,
+        help="read at most this many bytes of the corpus",
+    )
     p.add_argument("--eval-fraction", type=float, default=0.1, help="held-out tail of the corpus")
-    p.add_argument("--epochs", type=int, default=1, help="evaluate (and checkpoint) after each epoch")
+    p.add_argument(
+        "--epochs", type=int, default=1, help="evaluate (and checkpoint) after each epoch"
+    )
     p.add_argument("--steps", type=int, default=300, help="training chunks per epoch")
     p.add_argument("--batch-size", type=int, default=8, help="parallel streams")
     p.add_argument("--chunk-size", type=int, default=64, help="tokens per chunk")
@@ -51,15 +63,35 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-layers", type=int, default=2, help="RWKV blocks")
     p.add_argument("--n-heads", type=int, default=4)
     p.add_argument("--top-k", type=int, default=16, help="memories retrieved per token")
-    p.add_argument("--hot-capacity", type=int, default=2048, help="exact recent memories per stream")
-    p.add_argument("--latent-dim", type=int, default=32, help="compressed code size of the cold tier (0: no compression)")
+    p.add_argument(
+        "--hot-capacity", type=int, default=2048, help="exact recent memories per stream"
+    )
+    p.add_argument(
+        "--latent-dim",
+        type=int,
+        default=32,
+        help="compressed code size of the cold tier (0: no compression)",
+    )
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--eval-batch-size", type=int, default=4)
-    p.add_argument("--eval-chunks", type=int, default=None, help="cap on evaluation chunks (default: the whole held-out tail)")
-    p.add_argument("--checkpoint-dir", type=Path, default=None, help="save DIR/stepN after each epoch")
+    p.add_argument(
+        "--eval-chunks",
+        type=int,
+        default=None,
+        help="cap on evaluation chunks (default: the whole held-out tail)",
+    )
+    p.add_argument(
+        "--checkpoint-dir", type=Path, default=None, help="save DIR/stepN after each epoch"
+    )
     p.add_argument("--resume", type=Path, default=None, help="continue from this checkpoint")
-    p.add_argument("--ablate-memory", action="store_true", help="also train without memory and print both perplexities")
-    p.add_argument("--plot", type=Path, default=None, help="write the training-loss curves to this PNG")
+    p.add_argument(
+        "--ablate-memory",
+        action="store_true",
+        help="also train without memory and print both perplexities",
+    )
+    p.add_argument(
+        "--plot", type=Path, default=None, help="write the training-loss curves to this PNG"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -87,27 +119,43 @@ def _config(args: argparse.Namespace, use_memory: bool) -> InfiniteContextConfig
 
 
 def _train_one(
-    args: argparse.Namespace, train: np.ndarray, held_out: np.ndarray, use_memory: bool, device: torch.device
+    args: argparse.Namespace,
+    train: np.ndarray,
+    held_out: np.ndarray,
+    use_memory: bool,
+    device: torch.device,
 ) -> tuple[dict[str, float], list[float]]:
     label = "memory" if use_memory else "no memory"
     if args.resume is not None:
         trainer = load_checkpoint(args.resume, train, device=device)
-        print(f"[{label}] resumed from {args.resume} at step {trainer.step} with {trainer.model.memory_size} memories")
+        print(
+            f"[{label}] resumed from {args.resume} at step {trainer.step} with {trainer.model.memory_size} memories"
+        )
     else:
         torch.manual_seed(args.seed)
         model = InfiniteContextModel(_config(args, use_memory)).to(device)
         trainer = ChunkWiseRetrainer(model, train, batch_size=args.batch_size, lr=args.lr)
     n_params = sum(p.numel() for p in trainer.model.parameters())
-    print(f"[{label}] {n_params:,} parameters, {len(train):,} training bytes, {len(held_out):,} held out")
+    print(
+        f"[{label}] {n_params:,} parameters, {len(train):,} training bytes, {len(held_out):,} held out"
+    )
     metrics: dict[str, float] = {}
     for epoch in range(args.epochs):
         trainer.train(args.steps, progress=not args.no_progress, desc=f"{label} epoch {epoch + 1}")
         metrics = evaluate(
-            trainer.model, held_out, batch_size=args.eval_batch_size, max_chunks=args.eval_chunks, progress=not args.no_progress
+            trainer.model,
+            held_out,
+            batch_size=args.eval_batch_size,
+            max_chunks=args.eval_chunks,
+            progress=not args.no_progress,
         )
         print(f"[{label}] epoch {epoch + 1} step {trainer.step}: {_describe(metrics)}")
         if args.checkpoint_dir is not None:
-            where = args.checkpoint_dir / ("memory" if use_memory else "no_memory") / f"step{trainer.step}"
+            where = (
+                args.checkpoint_dir
+                / ("memory" if use_memory else "no_memory")
+                / f"step{trainer.step}"
+            )
             save_checkpoint(where, trainer)
             print(f"[{label}] checkpoint: {where}")
     return metrics, trainer.losses
@@ -145,11 +193,15 @@ def run(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     curves: dict[str, list[float]] = {}
     results["memory"], curves["with memory"] = _train_one(args, train, held_out, True, device)
     if args.ablate_memory:
-        results["no_memory"], curves["without memory"] = _train_one(args, train, held_out, False, device)
+        results["no_memory"], curves["without memory"] = _train_one(
+            args, train, held_out, False, device
+        )
         pm, pn = results["memory"]["perplexity"], results["no_memory"]["perplexity"]
         print(f"perplexity with memory:    {pm:.4f}")
         print(f"perplexity without memory: {pn:.4f}")
-        print(f"memory {'helps' if pm < pn else 'does not help'}: ratio {pm / pn:.4f} (same parameters, same {args.epochs * args.steps} steps)")
+        print(
+            f"memory {'helps' if pm < pn else 'does not help'}: ratio {pm / pn:.4f} (same parameters, same {args.epochs * args.steps} steps)"
+        )
     if args.plot is not None:
         _plot(args.plot, curves)
         print(f"loss curves: {args.plot}")
@@ -164,4 +216,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

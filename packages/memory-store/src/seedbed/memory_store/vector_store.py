@@ -16,7 +16,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -43,6 +43,13 @@ _FORMAT = "seedbed.VectorStore/1"
 
 # (scores (Q, k), ids (Q, k), metadata Q lists of k dicts-or-None)
 SearchResult = tuple[np.ndarray, np.ndarray, list[list[dict[str, Any] | None]]]
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The bytes of an uncompressed ``.npz`` holding ``arrays`` (no pickles)."""
+    buf = io.BytesIO()
+    np.savez(buf, **cast(dict[str, Any], arrays))
+    return buf.getvalue()
 
 
 class VectorStore:
@@ -219,10 +226,12 @@ class VectorStore:
                 rows = np.where(found, rows_allowed[np.maximum(rows, 0)], -1)
             safe = np.maximum(rows, 0)
             ids = np.where(found, self._ids[safe], -1)
-            meta = [
-                [dict(self._meta[r]) if r >= 0 else None for r in row] for row in rows.tolist()
-            ]
-            vecs = np.where(found[..., None], self._vecs[safe], 0.0).astype(np.float32) if want_vectors else None
+            meta = [[dict(self._meta[r]) if r >= 0 else None for r in row] for row in rows.tolist()]
+            vecs = (
+                np.where(found[..., None], self._vecs[safe], 0.0).astype(np.float32)
+                if want_vectors
+                else None
+            )
         if self.metric == "l2":
             qsq = np.einsum("qd,qd->q", q, q)[:, None]
             scores = np.where(found, np.maximum(qsq - scores, 0.0), np.inf).astype(np.float32)
@@ -250,9 +259,8 @@ class VectorStore:
         or this one. No pickles are written.
         """
         with self._lock:
-            buf = io.BytesIO()
-            np.savez(buf, **self._state_arrays())
-        atomic_write_bytes(path, buf.getbuffer())
+            data = npz_bytes(self._state_arrays())
+        atomic_write_bytes(path, data)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> VectorStore:
@@ -260,12 +268,16 @@ class VectorStore:
         with np.load(Path(path), allow_pickle=False) as z:
             header = json.loads(str(z["header"]))
             if header.get("format") != _FORMAT:
-                raise ValueError(f"{path} is not a {_FORMAT} file (format={header.get('format')!r})")
+                raise ValueError(
+                    f"{path} is not a {_FORMAT} file (format={header.get('format')!r})"
+                )
             store = cls(header["dim"], header["metric"])
             vecs, ids = z["vectors"], z["ids"]
             meta = json.loads(str(z["metadata"]))
         if not (len(vecs) == len(ids) == len(meta)):
-            raise ValueError(f"{path} is inconsistent: {len(vecs)} vectors, {len(ids)} ids, {len(meta)} metadata")
+            raise ValueError(
+                f"{path} is inconsistent: {len(vecs)} vectors, {len(ids)} ids, {len(meta)} metadata"
+            )
         store._vecs = np.ascontiguousarray(vecs, dtype=np.float32)
         store._sqnorm = np.einsum("nd,nd->n", store._vecs, store._vecs)
         store._ids = ids.astype(np.int64)

@@ -48,7 +48,9 @@ def stdlib_corpus(max_bytes: int = 4_000_000) -> np.ndarray:
     return np.frombuffer(b"".join(parts)[:max_bytes], dtype=np.uint8).copy()
 
 
-def load_corpus(path: str | os.PathLike[str] | None = None, max_bytes: int = 4_000_000) -> np.ndarray:
+def load_corpus(
+    path: str | os.PathLike[str] | None = None, max_bytes: int = 4_000_000
+) -> np.ndarray:
     """Bytes of ``path`` (at most ``max_bytes``), or the standard-library corpus if None."""
     if path is None:
         return stdlib_corpus(max_bytes)
@@ -86,10 +88,14 @@ class ChunkStreams:
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if len(data) < chunk_size + 1:
-            raise ValueError(f"corpus has {len(data)} bytes, need more than chunk_size={chunk_size}")
+            raise ValueError(
+                f"corpus has {len(data)} bytes, need more than chunk_size={chunk_size}"
+            )
         self.data = np.asarray(data, dtype=np.uint8)
         self.batch_size, self.chunk_size = batch_size, chunk_size
-        self.positions = np.array([b * len(self.data) // batch_size for b in range(batch_size)], dtype=np.int64)
+        self.positions = np.array(
+            [b * len(self.data) // batch_size for b in range(batch_size)], dtype=np.int64
+        )
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and next-byte targets, both (B, L) int64; advances every stream by L."""

@@ -23,14 +23,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from seedbed.memory_store.compression import StreamingCompressor
-from seedbed.memory_store.hierarchical_memory import HierarchicalMemory
+from seedbed.memory_store.hierarchical_memory import HierarchicalMemory, MemorySearchResult
 from seedbed.memory_store.link_slot_attention import LinkSlotAttention
 from seedbed.sequence_models import RWKVLoop, RWKVState
 
@@ -64,15 +64,25 @@ class InfiniteContextConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"n_heads must divide d_model={self.d_model}, got {self.n_heads}")
         if not isinstance(self.memory_after, int) or not 0 <= self.memory_after <= self.n_layers:
-            raise ValueError(f"memory_after must be in [0, n_layers={self.n_layers}], got {self.memory_after!r}")
+            raise ValueError(
+                f"memory_after must be in [0, n_layers={self.n_layers}], got {self.memory_after!r}"
+            )
         if not isinstance(self.hot_capacity, int) or self.hot_capacity < 0:
             raise ValueError(f"hot_capacity must be an int >= 0, got {self.hot_capacity!r}")
-        if self.latent_dim is not None and not (isinstance(self.latent_dim, int) and 1 <= self.latent_dim < self.d_model):
-            raise ValueError(f"latent_dim must be None or an int in [1, d_model), got {self.latent_dim!r}")
-        if self.max_memory is not None and (not isinstance(self.max_memory, int) or self.max_memory < 1):
+        if self.latent_dim is not None and not (
+            isinstance(self.latent_dim, int) and 1 <= self.latent_dim < self.d_model
+        ):
+            raise ValueError(
+                f"latent_dim must be None or an int in [1, d_model), got {self.latent_dim!r}"
+            )
+        if self.max_memory is not None and (
+            not isinstance(self.max_memory, int) or self.max_memory < 1
+        ):
             raise ValueError(f"max_memory must be None or a positive int, got {self.max_memory!r}")
         if self.memory_backend not in ("memory", "faiss"):
-            raise ValueError(f"memory_backend must be 'memory' or 'faiss', got {self.memory_backend!r}")
+            raise ValueError(
+                f"memory_backend must be 'memory' or 'faiss', got {self.memory_backend!r}"
+            )
         if not (isinstance(self.growth, (int, float)) and self.growth > 0):
             raise ValueError(f"growth must be > 0, got {self.growth!r}")
 
@@ -100,7 +110,9 @@ class InfiniteContextModel(nn.Module):
         self.cfg = cfg
         d = cfg.d_model
         self.embed = nn.Embedding(cfg.vocab_size, d)
-        self.blocks = nn.ModuleList(RWKVLoop(d, layer_id=i, n_layers=cfg.n_layers) for i in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(
+            RWKVLoop(d, layer_id=i, n_layers=cfg.n_layers) for i in range(cfg.n_layers)
+        )
         self.attn_norm = nn.LayerNorm(d)
         self.attn = LinkSlotAttention(d, cfg.n_heads, top_k=cfg.top_k)
         self.ln_f = nn.LayerNorm(d)
@@ -110,11 +122,19 @@ class InfiniteContextModel(nn.Module):
         self.memories: list[HierarchicalMemory] = []
         self._oldest: list[int] = []  # smallest id still in each stream's memory
 
+    @property
+    def _loops(self) -> list[RWKVLoop]:
+        return cast(list[RWKVLoop], list(self.blocks))
+
     # ------------------------------------------------------------------ memory
     def new_memory(self) -> HierarchicalMemory:
         """An empty memory configured as ``cfg`` says."""
         cfg = self.cfg
-        comp = StreamingCompressor(cfg.d_model, cfg.latent_dim, growth=cfg.growth) if cfg.latent_dim else None
+        comp = (
+            StreamingCompressor(cfg.d_model, cfg.latent_dim, growth=cfg.growth)
+            if cfg.latent_dim
+            else None
+        )
         return HierarchicalMemory(
             cfg.d_model,
             metric="dot",
@@ -143,7 +163,7 @@ class InfiniteContextModel(nn.Module):
 
     def init_state(self, batch_size: int, device: torch.device | str | None = None) -> ModelState:
         dev = device if device is not None else self.embed.weight.device
-        return [blk.init_state(batch_size, device=dev) for blk in self.blocks]
+        return [blk.init_state(batch_size, device=dev) for blk in self._loops]
 
     # ------------------------------------------------------------------ forward
     def _retrieve(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -156,10 +176,12 @@ class InfiniteContextModel(nn.Module):
         for i, mem in enumerate(self.memories):
             if len(mem) == 0:
                 continue
-            res = mem.search(u[i].detach(), k)
+            res = cast(MemorySearchResult, mem.search(u[i].detach(), k))  # sync: blocks
             vecs[i] = res.vectors.to(u.dtype)
             mask[i] = res.ids >= 0
-            toks[i] = torch.tensor([[m["tok"] if m is not None else -1 for m in row] for row in res.metadata])
+            toks[i] = torch.tensor(
+                [[m["tok"] if m is not None else -1 for m in row] for row in res.metadata]
+            )
         return vecs, mask, toks.to(u.device)
 
     def _write(self, h: torch.Tensor, tokens: torch.Tensor) -> None:
@@ -193,7 +215,9 @@ class InfiniteContextModel(nn.Module):
         b = tokens.shape[0]
         use_mem = self.cfg.use_memory
         if use_mem and len(self.memories) != b:
-            raise ValueError(f"{len(self.memories)} memories for a batch of {b}: call reset_memory({b})")
+            raise ValueError(
+                f"{len(self.memories)} memories for a batch of {b}: call reset_memory({b})"
+            )
         if use_mem and _loop_running():
             raise RuntimeError(
                 "InfiniteContextModel blocks on its memories; call it outside a running event "
@@ -203,7 +227,7 @@ class InfiniteContextModel(nn.Module):
             state = self.init_state(b, tokens.device)
         h = self.embed(tokens)  # (B, L, D)
         new_state: ModelState = []
-        for i, blk in enumerate(self.blocks):
+        for i, blk in enumerate(self._loops):
             if i == self.cfg.memory_after:
                 h, info = self._memory_layer(h, tokens, use_mem, write_memory)
             h, s = blk.stream(h, state[i])
@@ -231,11 +255,19 @@ class InfiniteContextModel(nn.Module):
     @staticmethod
     def state_tensors(state: ModelState) -> dict[str, torch.Tensor]:
         """Flatten a model state for safetensors: ``"{block}.{field}"`` -> tensor."""
-        return {f"{i}.{k}": v.detach().contiguous() for i, s in enumerate(state) for k, v in s.tensors().items()}
+        return {
+            f"{i}.{k}": v.detach().contiguous()
+            for i, s in enumerate(state)
+            for k, v in s.tensors().items()
+        }
 
     def state_from_tensors(self, tensors: dict[str, torch.Tensor]) -> ModelState:
         out: ModelState = []
         for i in range(len(self.blocks)):
-            fields = {f.name: tensors[f"{i}.{f.name}"] for f in dataclasses.fields(RWKVState) if f"{i}.{f.name}" in tensors}
+            fields = {
+                f.name: tensors[f"{i}.{f.name}"]
+                for f in dataclasses.fields(RWKVState)
+                if f"{i}.{f.name}" in tensors
+            }
             out.append(RWKVState(**fields))
         return out

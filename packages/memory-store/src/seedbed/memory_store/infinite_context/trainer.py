@@ -78,8 +78,16 @@ class ChunkWiseRetrainer:
         self.data = np.asarray(data, dtype=np.uint8)
         self.streams = ChunkStreams(self.data, batch_size, model.cfg.chunk_size)
         self.batch_size = batch_size
-        self.hparams = {"batch_size": batch_size, "lr": float(lr), "weight_decay": float(weight_decay), "grad_clip": float(grad_clip), "warmup": warmup}
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay)
+        self.hparams = {
+            "batch_size": batch_size,
+            "lr": float(lr),
+            "weight_decay": float(weight_decay),
+            "grad_clip": float(grad_clip),
+            "warmup": warmup,
+        }
+        self.opt = torch.optim.AdamW(
+            model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=weight_decay
+        )
         self.state: ModelState | None = None
         self.step = 0
         self.losses: list[float] = []
@@ -200,7 +208,9 @@ def save_checkpoint(path: str | os.PathLike[str], trainer: ChunkWiseRetrainer) -
     }
     weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     state = (
-        {k: v.cpu() for k, v in model.state_tensors(trainer.state).items()} if trainer.state is not None else {}
+        {k: v.cpu() for k, v in model.state_tensors(trainer.state).items()}
+        if trainer.state is not None
+        else {}
     )
 
     def write(d: Path) -> None:
@@ -230,9 +240,13 @@ def load_checkpoint(
         raise ValueError(f"{path} is not a {_FORMAT} checkpoint")
     data = np.asarray(data, dtype=np.uint8)
     if meta["data"] != _fingerprint(data):
-        raise ValueError(f"checkpoint was trained on corpus {meta['data']}, got {_fingerprint(data)}")
+        raise ValueError(
+            f"checkpoint was trained on corpus {meta['data']}, got {_fingerprint(data)}"
+        )
     model = InfiniteContextModel(InfiniteContextConfig(**meta["config"])).to(device)
-    model.load_state_dict(safetensors.torch.load_file(str(d / "model.safetensors"), device=str(device)))
+    model.load_state_dict(
+        safetensors.torch.load_file(str(d / "model.safetensors"), device=str(device))
+    )
     hp = meta["hparams"]
     trainer = ChunkWiseRetrainer(
         model,
@@ -243,11 +257,15 @@ def load_checkpoint(
         grad_clip=hp["grad_clip"],
         warmup=hp["warmup"],
     )
-    trainer.opt.load_state_dict(torch.load(d / "optimizer.pt", map_location=device, weights_only=True))
+    trainer.opt.load_state_dict(
+        torch.load(d / "optimizer.pt", map_location=device, weights_only=True)
+    )
     if meta["has_state"]:
         tensors = safetensors.torch.load_file(str(d / "state.safetensors"), device=str(device))
         trainer.state = model.state_from_tensors(tensors)
-    model.set_memories([HierarchicalMemory.load_sync(d / "memory" / str(i)) for i in range(meta["n_memories"])])
+    model.set_memories(
+        [HierarchicalMemory.load_sync(d / "memory" / str(i)) for i in range(meta["n_memories"])]
+    )
     trainer.streams.positions = np.array(meta["positions"], dtype=np.int64)
     trainer.step = int(meta["step"])
     trainer.losses = [float(v) for v in meta["losses"]]

@@ -188,7 +188,6 @@ def _make_params(params: SamplingParams | None, kwargs: dict[str, Any]) -> Sampl
     return SamplingParams(**kwargs)
 
 
-@torch.no_grad()
 def stream_generate(
     model: Qwen2Model,
     prompts: Any,
@@ -236,7 +235,24 @@ def stream_generate(
     vmax = max(max(r) for r in rows)
     if vmax >= cfg.vocab_size or min(min(r) for r in rows) < 0:
         raise ValueError(f"prompt token ids must be in [0, {cfg.vocab_size}), got max {vmax}")
+    # Arguments are checked above, when stream_generate is called; tokens come lazily.
+    return _stream(model, rows, p, tokenizer, seeds, use_cache)
 
+
+@torch.no_grad()
+def _stream(
+    model: Qwen2Model,
+    rows: list[list[int]],
+    p: SamplingParams,
+    tokenizer: Tokenizer | None,
+    seeds: Sequence[int] | None,
+    use_cache: bool,
+) -> Iterator[StreamEvent]:
+    cfg = model.config
+    b = len(rows)
+    lengths = [len(r) for r in rows]
+    plen = max(lengths)
+    total = plen + p.max_new_tokens
     dev = model.device
     pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else 0
     ids = torch.full((b, plen), pad_id, dtype=torch.long, device=dev)

@@ -355,6 +355,8 @@ class LLMEngine:
             raise ValueError(
                 f"need one SamplingParams per prompt ({len(prompts)}), got {len(plist)}"
             )
+        for p, sp in zip(prompts, plist):  # validate all first: a failed call queues nothing
+            self.check_request(p, sp or SamplingParams())
         ids = [self.add_request(p, sp) for p, sp in zip(prompts, plist)]
         final: dict[Hashable, RequestOutput] = {}
         while any(i not in final for i in ids):

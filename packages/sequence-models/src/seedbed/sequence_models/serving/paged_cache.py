@@ -297,6 +297,12 @@ class PagedLayerView(KVCache):
     def reset(self) -> None:
         raise TypeError("a paged layer view cannot be reset; free sequences in the PagedKVCache")
 
+    def __repr__(self) -> str:
+        b = self.batch
+        return (
+            f"PagedLayerView(layer={self.layer_idx}, B={b.batch_size}, S={b.seq_len}, T={b.kv_len})"
+        )
+
     def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new keys/values and return every sequence's keys/values, padded.
 
