@@ -11,6 +11,7 @@ from seedbed.memory_store.infinite_context import (
     load_corpus,
     split_corpus,
     stdlib_corpus,
+    stdlib_files,
 )
 
 
@@ -19,10 +20,11 @@ def test_stdlib_corpus_is_the_standard_library_sources() -> None:
     assert data.dtype == np.uint8
     assert len(data) == 50_000
     root = Path(sysconfig.get_paths()["stdlib"])
-    first = sorted(
-        p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts
-    )[0]
-    head = first.read_bytes()[:1000]
+    everything = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)
+    files = stdlib_files()
+    assert sorted(files) == everything  # every .py of the standard library, once
+    assert files != everything  # in a fixed shuffled order, not directory order
+    head = files[0].read_bytes()[:1000]
     assert bytes(data[: len(head)]) == head
     assert np.array_equal(stdlib_corpus(50_000), data)  # deterministic
 

@@ -31,31 +31,38 @@ def test_forward_writes_memory_and_retrieves_only_the_past() -> None:
     logits, state, info = model(toks[:, :16])
     assert logits.shape == (2, 16, 256)
     assert len(state) == 2
-    assert (info["retrieved_tokens"] == -1).all()  # nothing in memory yet
-    assert [len(m) for m in model.memories] == [16, 16]
+    assert (info["retrieved_next"] == -1).all()  # nothing in memory yet
+    # positions 0..14 stored; 15 waits for the token that follows it
+    assert [len(m) for m in model.memories] == [15, 15]
     logits, state, info = model(toks[:, 16:32], state)
-    got = info["retrieved_tokens"]
+    got = info["retrieved_next"]
     assert (got >= 0).all()
-    for b in range(2):  # retrieved entries carry tokens of this stream's first chunk
-        assert set(got[b].unique().tolist()) <= set(toks[b, :16].tolist())
+    for b in range(2):  # retrieved entries were followed by tokens 1..15 of the first chunk
+        assert set(got[b].unique().tolist()) <= set(toks[b, 1:16].tolist())
+    meta = model.memories[0].hot.get([15])[1][0]
+    assert meta == {"tok": int(toks[0, 15]), "next": int(toks[0, 16])}  # the pending entry
     model(toks[:, 32:48], state)
-    assert model.memory_size == 96
-    assert len(model.memories[0].cold) == 48 - 24
+    assert model.memory_size == 2 * 47
+    assert len(model.memories[0].cold) == 47 - 24  # cold tier in use
     assert model.memories[0].compressor is not None
     assert model.memories[0].compressor.frozen
 
 
 def test_stored_vectors_are_the_attention_inputs() -> None:
     torch.manual_seed(0)
-    model = InfiniteContextModel(
-        InfiniteContextConfig(**{**TINY, "latent_dim": None, "n_layers": 1, "memory_after": 0})
-    )
+    cfg = {**TINY, "latent_dim": None, "n_layers": 1, "memory_after": 0}
+    model = InfiniteContextModel(InfiniteContextConfig(**cfg))
     model.reset_memory(1)
     toks = _tokens(1, 16)
     model(toks)
     expected = model.attn_norm(model.embed(toks))[0]  # memory_after=0: right after the embedding
-    torch.testing.assert_close(model.memories[0].vectors_of(np.arange(16)), expected.detach())
-    assert [m["tok"] for m in model.memories[0].hot.get(np.arange(16))[1]] == toks[0].tolist()
+    torch.testing.assert_close(model.memories[0].vectors_of(np.arange(15)), expected[:15].detach())
+    metas = model.memories[0].hot.get(np.arange(15))[1]
+    assert [m["tok"] for m in metas] == toks[0, :15].tolist()
+    assert [m["next"] for m in metas] == toks[0, 1:].tolist()
+    pending = model.pending_tensors()
+    assert pending["has"].tolist() == [True]
+    assert int(pending["tok"][0]) == int(toks[0, 15])
 
 
 def test_ablation_has_the_same_parameters_and_no_retrieval() -> None:
@@ -68,7 +75,7 @@ def test_ablation_has_the_same_parameters_and_no_retrieval() -> None:
     ]
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     _, _, info = b(_tokens(2, 16))
-    assert (info["retrieved_tokens"] == -1).all()
+    assert (info["retrieved_next"] == -1).all()
     assert b.memory_size == 0
 
 

@@ -113,6 +113,19 @@ def test_greedy_generation_matches_transformers_64_steps(tmp_path, kv_heads, tie
 
 
 @pytest.mark.oracle
+def test_transformers_sharded_checkpoint_loads(tmp_path):
+    hf = _hf_model(tmp_path / "single", kv_heads=2, tie=False)
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="60KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    model = load_pretrained(tmp_path / "sharded")
+    ids = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ref = hf(ids).logits
+        out = model(ids)
+    assert (out - ref).abs().max() / ref.abs().max() < 1e-5
+
+
+@pytest.mark.oracle
 def test_saved_checkpoint_loads_in_transformers(tmp_path):
     transformers = pytest.importorskip("transformers")
     torch.manual_seed(0)

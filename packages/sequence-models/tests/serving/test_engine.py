@@ -83,7 +83,9 @@ def test_engine_with_sliding_window_layers_matches_alone():
     prompts = _prompts([3, 14, 9], seed=3)
     alone = [generate(m, [p], max_new_tokens=12, ignore_eos=True).sequences[0] for p in prompts]
     cfg = EngineConfig(num_blocks=32, block_size=4, max_num_batched_tokens=32, prefill_chunk_size=4)
-    outs = LLMEngine(m, None, cfg).generate(prompts, SamplingParams(max_new_tokens=12, ignore_eos=True))
+    outs = LLMEngine(m, None, cfg).generate(
+        prompts, SamplingParams(max_new_tokens=12, ignore_eos=True)
+    )
     assert [o.output_ids for o in outs] == alone
 
 

@@ -40,7 +40,8 @@ class LinkSlotAttention(nn.Module):
 
     Shapes:
         x: (B, L, D); mem: (B, L, K, D) retrieved vectors; mem_mask: (B, L, K) bool, True
-        where a slot holds a real memory. Output (B, L, D).
+        where a slot holds a real memory; mem_values: optional (B, L, K, D) extra value
+        input per slot. Output (B, L, D).
     """
 
     def __init__(
@@ -78,8 +79,15 @@ class LinkSlotAttention(nn.Module):
         return self.q_proj(x) @ self.k_proj.weight
 
     def forward(
-        self, x: torch.Tensor, mem: torch.Tensor | None = None, mem_mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        mem: torch.Tensor | None = None,
+        mem_mask: torch.Tensor | None = None,
+        mem_values: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """x: (B, L, D); mem: (B, L, K, D) retrieved vectors; mem_mask: (B, L, K) bool;
+        mem_values: optional (B, L, K, D) added to the memories' value projections (e.g. an
+        embedding of the token that followed each stored vector). Returns (B, L, D)."""
         if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must have shape (B, L, {self.d_model}), got {tuple(x.shape)}")
         b, l, _ = x.shape
@@ -101,7 +109,14 @@ class LinkSlotAttention(nn.Module):
                 )
             mem = mem.to(x.dtype)
             mk = self._heads(self.k_proj(mem)).flatten(0, 1)  # (B*L, K, H, Dh)
-            mv = self._heads(self.v_proj(mem)).flatten(0, 1)
+            mv_full = self.v_proj(mem)  # (B, L, K, D)
+            if mem_values is not None:
+                if mem_values.shape != mem.shape:
+                    raise ValueError(
+                        f"mem_values must have shape {tuple(mem.shape)}, got {tuple(mem_values.shape)}"
+                    )
+                mv_full = mv_full + mem_values.to(x.dtype)
+            mv = self._heads(mv_full).flatten(0, 1)
             mq = q.flatten(0, 1).unsqueeze(1)  # (B*L, 1, H, Dh): each token its own slot set
             mask = mem_mask.flatten(0, 1)[:, None, None, :]  # (B*L, 1, 1, K)
             mem_out = attention(mq, mk, mv, attn_mask=mask).view(b, l, self.n_heads, self.head_dim)

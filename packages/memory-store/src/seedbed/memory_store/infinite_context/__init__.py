@@ -5,6 +5,7 @@ from seedbed.memory_store.infinite_context.data import (
     load_corpus,
     split_corpus,
     stdlib_corpus,
+    stdlib_files,
 )
 from seedbed.memory_store.infinite_context.model import (
     InfiniteContextConfig,
@@ -28,4 +29,5 @@ __all__ = [
     "save_checkpoint",
     "split_corpus",
     "stdlib_corpus",
+    "stdlib_files",
 ]

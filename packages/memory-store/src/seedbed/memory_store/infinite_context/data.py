@@ -1,8 +1,8 @@
 """Byte corpora and parallel chunk streams for infinite-context training.
 
 The default corpus is the Python standard library's own ``.py`` sources (present on every
-machine, nothing downloaded), concatenated in sorted path order and read as bytes; any text
-file can be used instead (``--data FILE``).
+machine, nothing downloaded), concatenated in a fixed shuffled file order and read as bytes;
+any text file can be used instead (``--data FILE``).
 """
 
 from __future__ import annotations
@@ -14,29 +14,36 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["ChunkStreams", "load_corpus", "split_corpus", "stdlib_corpus"]
+__all__ = ["ChunkStreams", "load_corpus", "split_corpus", "stdlib_corpus", "stdlib_files"]
 
 
-def stdlib_corpus(max_bytes: int = 4_000_000) -> np.ndarray:
-    """The standard library's ``.py`` files as one uint8 array (at most ``max_bytes``).
-
-    Files are taken in sorted path order (``site-packages`` excluded), each followed by a
-    newline, until ``max_bytes`` is reached.
-    """
-    if not isinstance(max_bytes, int) or max_bytes < 1:
-        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+def stdlib_files() -> list[Path]:
+    """The standard library's ``.py`` files (``site-packages`` excluded) in a fixed shuffled
+    order: sorted by path, then permuted with seed 0, so that any prefix of the corpus (and
+    its held-out tail) is a sample of the whole library rather than its first directories."""
     root = Path(sysconfig.get_paths()["stdlib"])
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in ("site-packages", "__pycache__")]
         rel = os.path.relpath(dirpath, root)
         found += [os.path.normpath(os.path.join(rel, f)) for f in filenames if f.endswith(".py")]
-    files = [root / f for f in sorted(found, key=lambda f: Path(f).parts)]
-    if not files:
+    if not found:
         raise FileNotFoundError(f"no .py files under the standard library at {root}")
+    ordered = sorted(found, key=lambda f: Path(f).parts)
+    return [root / ordered[i] for i in np.random.default_rng(0).permutation(len(ordered))]
+
+
+def stdlib_corpus(max_bytes: int = 4_000_000) -> np.ndarray:
+    """The standard library's ``.py`` files as one uint8 array (at most ``max_bytes``).
+
+    Files are taken in :func:`stdlib_files` order, each followed by a newline, until
+    ``max_bytes`` is reached.
+    """
+    if not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
     parts: list[bytes] = []
     total = 0
-    for p in files:
+    for p in stdlib_files():
         try:
             data = p.read_bytes() + b"\n"
         except OSError:

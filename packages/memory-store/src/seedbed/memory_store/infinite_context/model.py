@@ -9,8 +9,11 @@ Training")::
 
 Each batch row is its own stream with its own :class:`HierarchicalMemory`. After a chunk,
 the attention layer's inputs (one vector per token, detached) are written to that stream's
-memory with the token as metadata, so later chunks can retrieve them; the memory's cold tier
-is compressed by a :class:`StreamingCompressor`. Compute and state per chunk stay constant
+memory, with the token and the token that followed it as metadata, so later chunks can
+retrieve them; the memory's cold tier is compressed by a :class:`StreamingCompressor`.
+A retrieved memory's value is its value projection plus an embedding of the token that
+followed it (``next_embed``): attending to contexts like the current one brings back what came
+next in them, as in kNN-LM (Khandelwal et al., 2020). Only past tokens are ever stored. Compute and state per chunk stay constant
 however long the stream gets; only the memory grows (up to ``max_memory`` entries, oldest
 dropped first).
 
@@ -115,12 +118,16 @@ class InfiniteContextModel(nn.Module):
         )
         self.attn_norm = nn.LayerNorm(d)
         self.attn = LinkSlotAttention(d, cfg.n_heads, top_k=cfg.top_k)
+        self.next_embed = nn.Embedding(cfg.vocab_size, d)  # value payload: the token that followed
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.vocab_size, bias=False)
-        nn.init.normal_(self.embed.weight, std=0.02)
-        nn.init.normal_(self.head.weight, std=0.02)
+        for emb in (self.embed.weight, self.next_embed.weight, self.head.weight):
+            nn.init.normal_(emb, std=0.02)
         self.memories: list[HierarchicalMemory] = []
         self._oldest: list[int] = []  # smallest id still in each stream's memory
+        # Per stream, the last position of the previous chunk: (vector, token), stored once
+        # the token that follows it (the next chunk's first) is known.
+        self._pending: list[tuple[np.ndarray, int] | None] = []
 
     @property
     def _loops(self) -> list[RWKVLoop]:
@@ -150,11 +157,33 @@ class InfiniteContextModel(nn.Module):
             mem.close()
         self.memories = [self.new_memory() for _ in range(batch_size)]
         self._oldest = [0] * batch_size
+        self._pending = [None] * batch_size
 
-    def set_memories(self, memories: list[HierarchicalMemory]) -> None:
-        """Install memories (e.g. loaded from a checkpoint), one per stream."""
+    def set_memories(
+        self, memories: list[HierarchicalMemory], pending: dict[str, torch.Tensor] | None = None
+    ) -> None:
+        """Install memories (e.g. loaded from a checkpoint), one per stream, and the entries
+        still waiting for their next token (:meth:`pending_tensors`)."""
         self.memories = list(memories)
         self._oldest = [int(m.ids.min()) if len(m) else 0 for m in self.memories]
+        self._pending = [None] * len(self.memories)
+        if pending:
+            for i, (has, vec, tok) in enumerate(
+                zip(pending["has"].tolist(), pending["vec"].numpy(), pending["tok"].tolist())
+            ):
+                if has:
+                    self._pending[i] = (vec.astype(np.float32), int(tok))
+
+    def pending_tensors(self) -> dict[str, torch.Tensor]:
+        """The per-stream pending entries as tensors (for checkpoints)."""
+        n, d = len(self._pending), self.cfg.d_model
+        vec = torch.zeros(n, d)
+        tok = torch.zeros(n, dtype=torch.long)
+        has = torch.zeros(n, dtype=torch.bool)
+        for i, p in enumerate(self._pending):
+            if p is not None:
+                vec[i], tok[i], has[i] = torch.from_numpy(p[0]), p[1], True
+        return {"vec": vec, "tok": tok, "has": has}
 
     @property
     def memory_size(self) -> int:
@@ -167,30 +196,41 @@ class InfiniteContextModel(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def _retrieve(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """u: (B, L, D) retrieval queries -> vectors (B, L, K, D), mask (B, L, K), tokens (B, L, K)."""
+        """u: (B, L, D) retrieval queries -> vectors (B, L, K, D), mask (B, L, K) and the token
+        that followed each retrieved entry (B, L, K) (-1: empty slot)."""
         b, l, d = u.shape
         k = self.cfg.top_k
         vecs = u.new_zeros(b, l, k, d)
         mask = torch.zeros(b, l, k, dtype=torch.bool, device=u.device)
-        toks = torch.full((b, l, k), -1, dtype=torch.long)
+        nexts = torch.full((b, l, k), -1, dtype=torch.long)
         for i, mem in enumerate(self.memories):
             if len(mem) == 0:
                 continue
             res = cast(MemorySearchResult, mem.search(u[i].detach(), k))  # sync: blocks
             vecs[i] = res.vectors.to(u.dtype)
             mask[i] = res.ids >= 0
-            toks[i] = torch.tensor(
-                [[m["tok"] if m is not None else -1 for m in row] for row in res.metadata]
+            nexts[i] = torch.tensor(
+                [[m["next"] if m is not None else -1 for m in row] for row in res.metadata]
             )
-        return vecs, mask, toks.to(u.device)
+        return vecs, mask, nexts.to(u.device)
 
     def _write(self, h: torch.Tensor, tokens: torch.Tensor) -> None:
-        """Store h (B, L, D) with the tokens (B, L) as metadata, one stream per memory."""
+        """Store h (B, L, D), one stream per memory, with metadata ``tok`` (the token at that
+        position) and ``next`` (the token after it). The chunk's last position waits in
+        ``_pending`` until the next chunk supplies its next token."""
         hv = h.detach().float().cpu().numpy()
         tv = tokens.cpu().tolist()
         cap = self.cfg.max_memory
         for i, mem in enumerate(self.memories):
-            mem.add(hv[i], metadata=[{"tok": t} for t in tv[i]])
+            vecs, meta = hv[i][:-1], [{"tok": t, "next": n} for t, n in zip(tv[i][:-1], tv[i][1:])]
+            pend = self._pending[i]
+            if pend is not None:
+                vecs = np.concatenate([pend[0][None], vecs])
+                meta = [{"tok": pend[1], "next": tv[i][0]}, *meta]
+            self._pending[i] = (hv[i][-1].copy(), tv[i][-1])
+            if len(vecs) == 0:
+                continue
+            mem.add(vecs, metadata=meta)
             if cap is not None and len(mem) > cap:
                 drop = len(mem) - cap
                 mem.delete(np.arange(self._oldest[i], self._oldest[i] + drop))
@@ -207,8 +247,8 @@ class InfiniteContextModel(nn.Module):
             write_memory: store this chunk in the memories afterwards.
 
         Returns:
-            ``(logits (B, L, V), new_state, info)`` where ``info["retrieved_tokens"]`` is
-            (B, L, K) int64, the token stored with each retrieved memory (-1: none).
+            ``(logits (B, L, V), new_state, info)`` where ``info["retrieved_next"]`` is
+            (B, L, K) int64: for each retrieved memory, the token that followed it (-1: none).
         """
         if tokens.ndim != 2:
             raise ValueError(f"tokens must have shape (B, L), got {tuple(tokens.shape)}")
@@ -242,14 +282,15 @@ class InfiniteContextModel(nn.Module):
         x = self.attn_norm(h)  # (B, L, D): what is attended to and stored
         b, l, _ = x.shape
         if use_mem:
-            vecs, mask, toks = self._retrieve(self.attn.memory_queries(x))
-            out = self.attn(x, vecs, mask)
+            vecs, mask, nexts = self._retrieve(self.attn.memory_queries(x))
+            values = self.next_embed(nexts.clamp_min(0)) * mask[..., None].to(x.dtype)
+            out = self.attn(x, vecs, mask, values)
             if write:
                 self._write(x, tokens)
         else:
-            toks = torch.full((b, l, self.cfg.top_k), -1, dtype=torch.long, device=h.device)
+            nexts = torch.full((b, l, self.cfg.top_k), -1, dtype=torch.long, device=h.device)
             out = self.attn(x)
-        return h + out, {"retrieved_tokens": toks}
+        return h + out, {"retrieved_next": nexts}
 
     # ------------------------------------------------------------------ state (de)serialisation
     @staticmethod

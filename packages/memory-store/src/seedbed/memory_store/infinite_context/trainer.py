@@ -146,8 +146,9 @@ def evaluate(
 
     Returns:
         ``loss`` (nats/byte), ``perplexity`` (exp loss), ``retrieval_hit_rate`` (fraction of
-        positions with memories where some retrieved entry's token equals the next byte; NaN
-        without memory), ``memory_size`` (entries over all streams at the end) and ``tokens``.
+        positions with memories where some retrieved entry was followed by the byte that
+        follows here; NaN without memory), ``memory_size`` (entries over all streams at the
+        end) and ``tokens``.
     """
     cfg = model.cfg
     data = np.asarray(data, dtype=np.uint8)
@@ -155,7 +156,7 @@ def evaluate(
     n_chunks = max(1, len(data) // (batch_size * cfg.chunk_size))
     if max_chunks is not None:
         n_chunks = min(n_chunks, max_chunks)
-    saved = (model.memories, model._oldest)
+    saved = (model.memories, model._oldest, model._pending)
     was_training = model.training
     model.eval()
     model.reset_memory(batch_size)
@@ -168,7 +169,7 @@ def evaluate(
             logits, state, info = model(x, state)
             total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
             count += y.numel()
-            toks = info["retrieved_tokens"]  # (B, L, K)
+            toks = info["retrieved_next"]  # (B, L, K)
             has = (toks >= 0).any(-1)
             with_mem += int(has.sum())
             hits += int(((toks == y[..., None]).any(-1) & has).sum())
@@ -176,7 +177,7 @@ def evaluate(
     finally:
         for mem in model.memories:
             mem.close()
-        model.memories, model._oldest = saved
+        model.memories, model._oldest, model._pending = saved
         model.train(was_training)
     loss = total / count
     return {
@@ -216,6 +217,8 @@ def save_checkpoint(path: str | os.PathLike[str], trainer: ChunkWiseRetrainer) -
     def write(d: Path) -> None:
         write_file_durable(d / "model.safetensors", safetensors.torch.save(weights))
         write_file_durable(d / "state.safetensors", safetensors.torch.save(state))
+        pending = {k: v.contiguous() for k, v in model.pending_tensors().items()}
+        write_file_durable(d / "pending.safetensors", safetensors.torch.save(pending))
         tmp = d / "optimizer.pt"
         torch.save(trainer.opt.state_dict(), tmp)
         fd = os.open(tmp, os.O_RDONLY)
@@ -264,7 +267,10 @@ def load_checkpoint(
         tensors = safetensors.torch.load_file(str(d / "state.safetensors"), device=str(device))
         trainer.state = model.state_from_tensors(tensors)
     model.set_memories(
-        [HierarchicalMemory.load_sync(d / "memory" / str(i)) for i in range(meta["n_memories"])]
+        pending=safetensors.torch.load_file(str(d / "pending.safetensors")),
+        memories=[
+            HierarchicalMemory.load_sync(d / "memory" / str(i)) for i in range(meta["n_memories"])
+        ],
     )
     trainer.streams.positions = np.array(meta["positions"], dtype=np.int64)
     trainer.step = int(meta["step"])

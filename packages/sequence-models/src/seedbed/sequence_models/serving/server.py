@@ -147,7 +147,12 @@ class EngineRunner:
             self.engine.abort(rid)
         self._to_abort.clear()
         for rid, ids, params in self._to_add:
-            self.engine.add_request(ids, params, request_id=rid)
+            try:
+                self.engine.add_request(ids, params, request_id=rid)
+            except Exception as e:  # validated in submit(); fail this request alone if not
+                q = self._queues.pop(rid, None)
+                if q is not None:
+                    q.put_nowait(e)
         self._to_add.clear()
 
     async def _loop(self) -> None:
