@@ -56,17 +56,6 @@ def test_cli_argument_errors() -> None:
 @pytest.mark.slow
 def test_memory_helps_on_the_default_corpus() -> None:
     """Equal parameters and steps: the held-out perplexity with memory is lower."""
-    args = parse_args(
-        [
-            "--steps",
-            "400",
-            "--eval-chunks",
-            "60",
-            "--no-progress",
-            "--ablate-memory",
-            "--threads",
-            "2",
-        ]
-    )
+    args = parse_args(["--no-progress", "--ablate-memory"])  # the CLI's defaults
     res = run(args)
     assert res["memory"]["perplexity"] < res["no_memory"]["perplexity"]

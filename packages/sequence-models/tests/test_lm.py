@@ -14,7 +14,9 @@ V = 97
 def _lm(mixer: str, **kw):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     mk = {"l_max": 64} if mixer == "hyena" else {}
-    return MixerLM(LMConfig(vocab_size=V, d_model=32, n_layers=2, mixer=mixer, mixer_kwargs=mk, **kw)).eval()
+    return MixerLM(
+        LMConfig(vocab_size=V, d_model=32, n_layers=2, mixer=mixer, mixer_kwargs=mk, **kw)
+    ).eval()
 
 
 @pytest.mark.parametrize("mixer", list(MIXERS))
@@ -39,6 +41,8 @@ def test_uses_core_layers_blocks_and_ties_weights() -> None:
     assert isinstance(lm.norm, RMSNorm)
     assert isinstance(lm.layers[0].mlp, SwiGLU)
     assert lm.lm_head.weight is lm.embed.weight
+    untied = _lm("mamba", tie_embeddings=False)
+    assert untied.lm_head.weight is not untied.embed.weight
     no_mlp = _lm("retnet", d_ffn=0)
     assert no_mlp.layers[0].mlp is None
     assert no_mlp.num_parameters() < lm.num_parameters()

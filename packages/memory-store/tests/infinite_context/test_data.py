@@ -20,7 +20,9 @@ def test_stdlib_corpus_is_the_standard_library_sources() -> None:
     assert data.dtype == np.uint8
     assert len(data) == 50_000
     root = Path(sysconfig.get_paths()["stdlib"])
-    everything = sorted(p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts)
+    everything = sorted(
+        p for p in root.rglob("*.py") if "site-packages" not in p.relative_to(root).parts
+    )
     files = stdlib_files()
     assert sorted(files) == everything  # every .py of the standard library, once
     assert files != everything  # in a fixed shuffled order, not directory order

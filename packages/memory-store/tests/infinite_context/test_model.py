@@ -87,7 +87,7 @@ def test_memory_cap_drops_oldest() -> None:
         _, state, _ = model(_tokens(1, 16, i), state)
     mem = model.memories[0]
     assert len(mem) == 40
-    assert mem.ids.tolist() == list(range(24, 64))
+    assert mem.ids.tolist() == list(range(23, 63))  # 63 stored (one pending), oldest 23 dropped
 
 
 def test_state_roundtrip_and_validation() -> None:

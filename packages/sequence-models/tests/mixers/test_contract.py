@@ -128,7 +128,7 @@ def test_gradients_flow_through_the_streamed_state(name: str) -> None:
 def test_float64_and_dtype_follow_input(name: str) -> None:
     m = make(name).double()
     x = torch.randn(2, 9, D, dtype=torch.float64)
-    y, s = m.stream(x)
+    y, _s = m.stream(x)
     assert y.dtype == torch.float64
     y1, _ = m.step(x[:, 0])
     assert y1.dtype == torch.float64
@@ -166,7 +166,9 @@ def test_state_from_another_mixer_is_a_clear_error(name: str) -> None:
     m = make(name)
     other = make("mamba" if name != "mamba" else "retnet")
     foreign = other.init_state(2)
-    with pytest.raises(TypeError, match=rf"expects a {m.state_cls.__name__}.*got {type(foreign).__name__}"):
+    with pytest.raises(
+        TypeError, match=rf"expects a {m.state_cls.__name__}.*got {type(foreign).__name__}"
+    ):
         m.stream(torch.randn(2, 4, D), foreign)
     with pytest.raises(TypeError, match=m.state_cls.__name__):
         m.step(torch.randn(2, D), foreign)

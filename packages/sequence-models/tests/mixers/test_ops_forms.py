@@ -7,6 +7,7 @@ that mixes the forms equals the whole sequence.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,10 +15,22 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from seedbed.sequence_models.mixers.hyena import direct_causal_conv, fft_causal_conv, recurrent_causal_conv
-from seedbed.sequence_models.mixers.mamba import chunk_selective_scan, naive_selective_scan, recurrent_selective_scan
+from seedbed.sequence_models.mixers.hyena import (
+    direct_causal_conv,
+    fft_causal_conv,
+    recurrent_causal_conv,
+)
+from seedbed.sequence_models.mixers.mamba import (
+    chunk_selective_scan,
+    naive_selective_scan,
+    recurrent_selective_scan,
+)
 from seedbed.sequence_models.mixers.mamba2 import chunk_ssd, naive_ssd, recurrent_ssd
-from seedbed.sequence_models.mixers.retnet import chunk_retention, naive_retention, recurrent_retention
+from seedbed.sequence_models.mixers.retnet import (
+    chunk_retention,
+    naive_retention,
+    recurrent_retention,
+)
 from seedbed.sequence_models.mixers.rwkv import chunk_wkv, naive_wkv, recurrent_wkv
 
 RTOL = 1e-5
@@ -27,13 +40,15 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
-def make_rwkv(b: int, length: int, g: torch.Generator, dtype=torch.float32) -> tuple[tuple[Any, ...], torch.Tensor]:
+def make_rwkv(
+    b: int, length: int, g: torch.Generator, dtype=torch.float32
+) -> tuple[tuple[Any, ...], torch.Tensor]:
     d = 8
     w = torch.rand(d, generator=g, dtype=dtype) * 2 + 0.01
     u = torch.randn(d, generator=g, dtype=dtype)
     k = torch.randn(b, length, d, generator=g, dtype=dtype) * 3  # large keys: the max trick matters
     v = torch.randn(b, length, d, generator=g, dtype=dtype)
-    s0, _ = recurrent_wkv(w, u, k[:, :5] * 0.5, v[:, :5], output_final_state=True)
+    _s0, _ = recurrent_wkv(w, u, k[:, :5] * 0.5, v[:, :5], output_final_state=True)
     return (w, u, k, v), _  # type: ignore[return-value]
 
 
@@ -42,7 +57,12 @@ def make_case(name: str, b: int, length: int, g: torch.Generator, dtype=torch.fl
     r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
     if name == "rwkv":
         d = 8
-        args = (torch.rand(d, generator=g, dtype=dtype) * 2 + 0.01, r(d), r(b, length, d) * 3, r(b, length, d))
+        args = (
+            torch.rand(d, generator=g, dtype=dtype) * 2 + 0.01,
+            r(d),
+            r(b, length, d) * 3,
+            r(b, length, d),
+        )
         _, s0 = recurrent_wkv(args[0], args[1], r(b, 4, d), r(b, 4, d), output_final_state=True)
     elif name == "retnet":
         h, dk, dv = 4, 8, 16
@@ -51,7 +71,13 @@ def make_case(name: str, b: int, length: int, g: torch.Generator, dtype=torch.fl
     elif name == "mamba":
         e, n = 6, 4
         delta = F.softplus(r(b, length, e))
-        args = (r(b, length, e), delta, -torch.rand(e, n, generator=g, dtype=dtype) * 8, r(b, length, n), r(b, length, n))
+        args = (
+            r(b, length, e),
+            delta,
+            -torch.rand(e, n, generator=g, dtype=dtype) * 8,
+            r(b, length, n),
+            r(b, length, n),
+        )
         s0 = r(b, e, n)
     elif name == "mamba2":
         h, p, grp, n = 4, 8, 2, 5
@@ -76,14 +102,18 @@ SHAPES = [(2, 63, 16), (1, 127, 50), (2, 64, 64), (3, 1, 8)]
 
 def _call(fn, args, state, chunk_size=None):  # type: ignore[no-untyped-def]
     if fn.__name__.startswith("retention") or fn.__name__.endswith("retention"):
-        out = fn(*args, None, state, True, **({} if chunk_size is None else {"chunk_size": chunk_size}))
+        out = fn(
+            *args, None, state, True, **({} if chunk_size is None else {"chunk_size": chunk_size})
+        )
     else:
         out = fn(*args, state, True, **({} if chunk_size is None else {"chunk_size": chunk_size}))
     return out
 
 
 @pytest.mark.parametrize("name", list(OPS))
-@pytest.mark.parametrize(("b", "length", "chunk"), SHAPES, ids=[f"B{b}-L{length}-C{c}" for b, length, c in SHAPES])
+@pytest.mark.parametrize(
+    ("b", "length", "chunk"), SHAPES, ids=[f"B{b}-L{length}-C{c}" for b, length, c in SHAPES]
+)
 @pytest.mark.parametrize("with_state", [False, True], ids=["zero-state", "carried-state"])
 def test_forms_agree(name: str, b: int, length: int, chunk: int, with_state: bool) -> None:
     g = torch.Generator().manual_seed(length * 7 + b)
@@ -109,7 +139,7 @@ def test_stream_mixing_forms_equals_whole(name: str) -> None:
     o_ref, s_ref = _call(recurrent, args, None)
     cuts = [0, 20, 21, 50, length]
     outs, state = [], None
-    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+    for i, (lo, hi) in enumerate(itertools.pairwise(cuts)):
         part = list(args)
         for j in SEQ_ARGS[name]:
             part[j] = args[j][:, lo:hi]
@@ -141,12 +171,20 @@ def test_mamba_chunked_scan_strong_decay_is_finite() -> None:
     delta = torch.rand(b, length, e, generator=g) * 100
     A = -torch.rand(e, n, generator=g) * 100 - 1
     B, C = torch.randn(b, length, n, generator=g), torch.randn(b, length, n, generator=g)
-    ref, _ = recurrent_selective_scan(u.double(), delta.double(), A.double(), B.double(), C.double())
+    ref, _ = recurrent_selective_scan(
+        u.double(), delta.double(), A.double(), B.double(), C.double()
+    )
     out, _ = chunk_selective_scan(u, delta, A, B, C, chunk_size=16)
     assert torch.isfinite(out).all()
     assert rel_err(out.double(), ref) < 1e-5
     out2, _ = chunk_ssd(u[..., None], delta, A[:, 0], B[:, :, None], C[:, :, None], chunk_size=16)
-    ref2, _ = recurrent_ssd(u[..., None].double(), delta.double(), A[:, 0].double(), B[:, :, None].double(), C[:, :, None].double())
+    ref2, _ = recurrent_ssd(
+        u[..., None].double(),
+        delta.double(),
+        A[:, 0].double(),
+        B[:, :, None].double(),
+        C[:, :, None].double(),
+    )
     assert torch.isfinite(out2).all()
     assert rel_err(out2.double(), ref2) < 1e-5
 

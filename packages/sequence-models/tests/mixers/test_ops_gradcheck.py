@@ -27,7 +27,13 @@ def test_gradcheck_chunk_wkv() -> None:
     u = torch.randn(d, generator=g, dtype=F64).requires_grad_()
     k = torch.randn(b, length, d, generator=g, dtype=F64).requires_grad_()
     v = torch.randn(b, length, d, generator=g, dtype=F64).requires_grad_()
-    _, s0 = recurrent_wkv(w.detach(), u.detach(), torch.randn(b, 3, d, dtype=F64), torch.randn(b, 3, d, dtype=F64), output_final_state=True)
+    _, s0 = recurrent_wkv(
+        w.detach(),
+        u.detach(),
+        torch.randn(b, 3, d, dtype=F64),
+        torch.randn(b, 3, d, dtype=F64),
+        output_final_state=True,
+    )
     s0 = s0.clone().requires_grad_()  # type: ignore[union-attr]
 
     def fn(w, u, k, v, s0):  # type: ignore[no-untyped-def]
@@ -43,7 +49,9 @@ def test_gradcheck_chunk_retention() -> None:
     q, k = (torch.randn(1, 7, 2, 4, generator=g, dtype=F64).requires_grad_() for _ in range(2))
     v = torch.randn(1, 7, 2, 3, generator=g, dtype=F64).requires_grad_()
     s0 = torch.randn(1, 2, 4, 3, generator=g, dtype=F64).requires_grad_()
-    assert gradcheck(lambda q, k, v, s0: chunk_retention(q, k, v, None, s0, True, chunk_size=3), (q, k, v, s0))
+    assert gradcheck(
+        lambda q, k, v, s0: chunk_retention(q, k, v, None, s0, True, chunk_size=3), (q, k, v, s0)
+    )
 
 
 def test_gradcheck_chunk_selective_scan() -> None:

@@ -13,20 +13,27 @@ from seedbed.sequence_models.mqar.cli import format_table, main, zoology_referen
 
 @pytest.fixture(scope="module")
 def tiny_data() -> MQARData:
-    return MQARData.build(MQARConfig(seq_len=16, num_kv_pairs=2, vocab_size=32, num_train=256, num_test=64))
+    return MQARData.build(
+        MQARConfig(seq_len=16, num_kv_pairs=2, vocab_size=32, num_train=256, num_test=64)
+    )
 
 
 def test_train_reports_accuracy_and_throughput(tiny_data: MQARData) -> None:
     torch.set_num_threads(1)
-    model, res = train_mqar(tiny_data, TrainConfig(mixer="rwkv", d_model=16, epochs=2, batch_size=32, progress=False))
+    model, res = train_mqar(
+        tiny_data, TrainConfig(mixer="rwkv", d_model=16, epochs=2, batch_size=32, progress=False)
+    )
     assert res.steps == 16
     assert 0.0 <= res.test_accuracy <= 1.0
-    assert res.train_tokens_per_s > 0 and res.num_parameters == model.num_parameters()
+    assert res.train_tokens_per_s > 0
+    assert res.num_parameters == model.num_parameters()
     assert res.final_train_loss < 3.5  # from log(32) = 3.47 at init
 
 
 def test_time_budget_and_max_steps(tiny_data: MQARData) -> None:
-    _, res = train_mqar(tiny_data, TrainConfig(mixer="mamba", d_model=16, max_steps=3, progress=False))
+    _, res = train_mqar(
+        tiny_data, TrainConfig(mixer="mamba", d_model=16, max_steps=3, progress=False)
+    )
     assert res.steps == 3
     with pytest.raises(ValueError, match="time_budget_s"):
         TrainConfig(time_budget_s=0)
@@ -45,9 +52,15 @@ def test_cli_writes_results_and_plot(tmp_path, capsys) -> None:  # type: ignore[
     ])  # fmt: skip
     assert rc == 0
     out = capsys.readouterr().out
-    assert "zoology" in out and "hyena" in out
+    assert "zoology" in out
+    assert "hyena" in out
     rows = json.loads((tmp_path / "mqar_results.json").read_text())
-    assert {(r["mixer"], r["seq_len"]) for r in rows} == {("attention", 16), ("attention", 32), ("hyena", 16), ("hyena", 32)}
+    assert {(r["mixer"], r["seq_len"]) for r in rows} == {
+        ("attention", 16),
+        ("attention", 32),
+        ("hyena", 16),
+        ("hyena", 32),
+    }
     assert (tmp_path / "mqar_accuracy_vs_seq_len.png").stat().st_size > 1000
     assert format_table([]).startswith("mixer")
 

@@ -111,8 +111,15 @@ class KVCache:
                 f"KVCache overflow: max_seq_len is {self.max_seq_len}, got {self._size} stored + "
                 f"{s_new} new = {end} tokens"
             )
-        self.k[:, self._size : end].copy_(k)
-        self.v[:, self._size : end].copy_(v)
+        return self._append(k, v)
+
+    def _append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`update` without its checks, for callers that validated shapes and capacity
+        already (the decode hot path of a model that checks its caches once per forward)."""
+        start = self._size
+        end = start + k.shape[1]
+        self.k[:, start:end].copy_(k)
+        self.v[:, start:end].copy_(v)
         self._size = end
         return self.k[:, :end], self.v[:, :end]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from seedbed.core_layers._checks import check_positive_int, check_tensor
 
@@ -30,6 +31,7 @@ class SwiGLU(nn.Module):
         self.gate_proj = nn.Linear(dim, hidden_dim, bias=bias)
         self.up_proj = nn.Linear(dim, hidden_dim, bias=bias)
         self.down_proj = nn.Linear(hidden_dim, dim, bias=bias)
+        self._gate_up: FusedLinear | None = None  # inference copy of [gate; up], see _mlp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tensor(x, "x")
@@ -37,4 +39,77 @@ class SwiGLU(nn.Module):
             raise ValueError(
                 f"SwiGLU expects x with last dimension {self.dim}, got shape {tuple(x.shape)}"
             )
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))  # (..., dim)
+        return self._mlp(x)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without its checks (for callers that validated ``x`` already).
+
+        At inference, plain ``nn.Linear`` gate/up projections run as one matmul against a
+        cached row-concatenation of their weights (same values, one kernel launch fewer).
+        """
+        fused = _fused_linear((self.gate_proj, self.up_proj), self._gate_up)
+        if fused is None:
+            h = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (..., hidden)
+        else:
+            if fused is not self._gate_up:
+                self._gate_up = fused
+            gate, up = F.linear(x, fused[1], fused[2]).chunk(2, dim=-1)  # (..., hidden) each
+            h = F.silu(gate) * up
+        return _linear(self.down_proj, h)  # (..., dim)
+
+
+# (key of the source tensors, fused weight (sum of outs, in), fused bias or None)
+FusedLinear = tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None]
+
+
+def _plain_linear(m: nn.Module) -> bool:
+    """Whether ``m`` is an ``nn.Linear`` whose ``__call__`` is just ``F.linear`` (no hooks)."""
+    return (
+        type(m) is nn.Linear
+        and not m._forward_hooks
+        and not m._forward_pre_hooks
+        and not _global_forward_hooks
+        and not _global_forward_pre_hooks
+    )
+
+
+def _linear(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``m(x)``, skipping the module-call machinery when ``m`` is a hook-free ``nn.Linear``."""
+    if _plain_linear(m):
+        assert isinstance(m, nn.Linear)
+        return F.linear(x, m.weight, m.bias)
+    out: torch.Tensor = m(x)
+    return out
+
+
+def _fused_linear(mods: tuple[nn.Module, ...], cached: FusedLinear | None) -> FusedLinear | None:
+    """Row-concatenated weight (and bias) of several linears that read the same input.
+
+    Returns None (run them one by one) unless all are hook-free ``nn.Linear`` with biases on
+    all or none, and no gradient is needed for their parameters. ``cached`` is reused while
+    every source tensor keeps its storage and version counter (so in-place updates such as
+    ``load_state_dict`` or an optimiser step rebuild it); otherwise a new copy is made.
+    """
+    tensors: list[torch.Tensor] = []
+    n_bias = 0
+    for m in mods:
+        if not _plain_linear(m):
+            return None
+        assert isinstance(m, nn.Linear)
+        tensors.append(m.weight)
+        if m.bias is not None:
+            tensors.append(m.bias)
+            n_bias += 1
+    if n_bias not in (0, len(mods)):
+        return None
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return None
+    key = tuple(v for t in tensors for v in (t.data_ptr(), t._version))
+    if cached is not None and cached[0] == key:
+        return cached
+    with torch.no_grad():
+        weights = [t for t in tensors if t.ndim == 2]
+        biases = [t for t in tensors if t.ndim == 1]
+        w = torch.cat(weights).detach()  # (sum of outs, in)
+        b = torch.cat(biases).detach() if biases else None
+    return key, w, b

@@ -125,7 +125,7 @@ def bench_moe_dispatch(full: bool = False) -> list[dict[str, Any]]:
     ref = naive_moe(x, idx, gates, keep, wgu, wd).detach()
     note = f"E={e} top-{k} T={t} D={d} F={f} fp32 {x.device.type}; auto={auto}"
     out: list[dict[str, Any]] = []
-    repeats = 3
+    repeats = 3 if full else 15  # quick calls take milliseconds: take the median of many
     for b in backends:
         with torch.no_grad():
             y = moe_dispatch(x, idx, gates, keep, wgu, wd, b)
@@ -145,7 +145,7 @@ def bench_moe_dispatch(full: bool = False) -> list[dict[str, Any]]:
             wgu.grad = wd.grad = xr.grad = None
             moe_dispatch(xr, idx, gates, keep, wgu, wd, b).square().mean().backward()
 
-        _, _, fwdbwd = timed_ratio(loop_fb, grouped_fb, repeats=repeats)
+        _, _, fwdbwd = timed_ratio(loop_fb, grouped_fb, repeats=repeats if full else 7)
         is_auto = b == auto
         out.append(_metric(f"moe_{b}_max_abs_err_vs_loop", err, "", 1e-5, False, note))
         out.append(

@@ -123,6 +123,13 @@ def apply_rotary_emb(
         raise ValueError(
             f"cos/sin of shape {tuple(cos.shape)} do not broadcast against x of shape {tuple(x.shape)}"
         )
+    return _apply_rotary(x, cos, sin, interleaved)
+
+
+def _apply_rotary(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, interleaved: bool
+) -> torch.Tensor:
+    """:func:`apply_rotary_emb` without its checks (for callers that validated the shapes)."""
     x32 = x.float()
     rot = _rotate_interleaved(x32) if interleaved else _rotate_half(x32)
     return (x32 * cos.float() + rot * sin.float()).to(x.dtype)

@@ -314,7 +314,7 @@ def memory_ablation(full: bool = False) -> list[dict[str, Any]]:
         split_corpus,
     )
 
-    steps, batch, d_model, eval_chunks = (300, 8, 128, 60) if full else (120, 4, 64, 20)
+    steps, batch, d_model, eval_chunks = (300, 8, 128, 200) if full else (120, 4, 64, 40)
     train, held = split_corpus(load_corpus(None, 4_000_000 if full else 1_000_000), 0.1)
     ppl = {}
     curves = []

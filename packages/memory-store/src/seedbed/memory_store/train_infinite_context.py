@@ -77,8 +77,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--eval-chunks",
         type=int,
-        default=None,
-        help="cap on evaluation chunks (default: the whole held-out tail)",
+        default=200,
+        help="evaluation chunks per stream (0: the whole held-out tail)",
     )
     p.add_argument(
         "--checkpoint-dir", type=Path, default=None, help="save DIR/stepN after each epoch"
@@ -146,7 +146,7 @@ def _train_one(
             trainer.model,
             held_out,
             batch_size=args.eval_batch_size,
-            max_chunks=args.eval_chunks,
+            max_chunks=args.eval_chunks or None,
             progress=not args.no_progress,
         )
         print(f"[{label}] epoch {epoch + 1} step {trainer.step}: {_describe(metrics)}")

@@ -36,7 +36,7 @@ class LMConfig:
     mixer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the mixer
     d_ffn: int | None = None  # SwiGLU hidden size; default 4 D (None) ; 0 = no MLP sublayer
     norm_eps: float = 1e-6  # RMSNorm epsilon
-    tie_embeddings: bool = True  # share the embedding and LM-head weights
+    tie_embeddings: bool = True  # share the embedding and LM-head weights (logits scaled by D^-0.5)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers"):
@@ -96,6 +96,9 @@ class Block(nn.Module):
 class MixerLM(nn.Module):
     """Token LM: embedding -> n_layers x Block(mixer, SwiGLU) -> RMSNorm -> LM head.
 
+    No positional embedding: positions come from the mixers (RoPE in attention and RetNet,
+    convolutions and recurrences elsewhere), so streams may run to any length.
+
     Args:
         config: :class:`LMConfig`.
 
@@ -116,9 +119,17 @@ class MixerLM(nn.Module):
         self.layers = nn.ModuleList([Block(config, i) for i in range(config.n_layers)])
         self.norm = RMSNorm(config.d_model, eps=config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        nn.init.normal_(self.embed.weight, std=0.02)
+        # Unit-variance token embeddings (PyTorch's default) keep the token identity strong
+        # in the residual stream (with GPT-2's 0.02 our MQAR models stalled at chance). A tied
+        # head reuses them with logits scaled by D^-0.5, so that unit-norm-per-dim rows and
+        # RMS-normalised states give logits of order sqrt(D) rather than D.
+        self.logit_scale = config.d_model**-0.5 if config.tie_embeddings else 1.0
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
+
+    def blocks(self) -> list[Block]:
+        """The residual blocks, typed."""
+        return [b for b in self.layers if isinstance(b, Block)]
 
     def _check_ids(self, ids: Any, ndim: int) -> None:
         shape = "(B, L)" if ndim == 2 else "(B,)"
@@ -126,7 +137,9 @@ class MixerLM(nn.Module):
             got = ids.dtype if isinstance(ids, torch.Tensor) else type(ids).__name__
             raise TypeError(f"MixerLM expects integer token ids {shape}, got {got}")
         if ids.ndim != ndim or ids.numel() == 0:
-            raise ValueError(f"MixerLM expects token ids of shape {shape} with no empty dim, got {tuple(ids.shape)}")
+            raise ValueError(
+                f"MixerLM expects token ids of shape {shape} with no empty dim, got {tuple(ids.shape)}"
+            )
         if ids.min() < 0 or ids.max() >= self.config.vocab_size:
             raise ValueError(
                 f"token ids must be in [0, {self.config.vocab_size}), got range "
@@ -141,48 +154,63 @@ class MixerLM(nn.Module):
             x = layer(x)
         return self.norm(x)
 
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head on final hidden states (..., D) -> (..., V)."""
+        return self.lm_head(hidden) * self.logit_scale
+
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, L, V) for token ids (B, L)."""
-        return self.lm_head(self.hidden_states(input_ids))
+        return self.logits(self.hidden_states(input_ids))
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> LMState:  # type: ignore[no-untyped-def]
         """Empty per-layer states."""
         return LMState(
-            layers=[layer.mixer.init_state(batch_size, device=device, dtype=dtype) for layer in self.layers]
+            layers=[
+                layer.mixer.init_state(batch_size, device=device, dtype=dtype)
+                for layer in self.blocks()
+            ]
         )
 
     def _check_state(self, state: Any, batch_size: int) -> LMState:
         if not isinstance(state, LMState):
             raise TypeError(f"MixerLM expects an LMState, got {type(state).__name__}")
         if len(state.layers) != len(self.layers):
-            raise ValueError(f"LMState has {len(state.layers)} layers, the model has {len(self.layers)}")
+            raise ValueError(
+                f"LMState has {len(state.layers)} layers, the model has {len(self.layers)}"
+            )
         if state.batch_size != batch_size:
-            raise ValueError(f"LMState is for batch size {state.batch_size}, input has batch size {batch_size}")
+            raise ValueError(
+                f"LMState is for batch size {state.batch_size}, input has batch size {batch_size}"
+            )
         return state
 
-    def stream(self, input_ids: torch.Tensor, state: LMState | None = None) -> tuple[torch.Tensor, LMState]:
+    def stream(
+        self, input_ids: torch.Tensor, state: LMState | None = None
+    ) -> tuple[torch.Tensor, LMState]:
         """Logits (B, L, V) for one chunk of ids (B, L) and the state after it."""
         self._check_ids(input_ids, 2)
         if state is not None:
             self._check_state(state, input_ids.shape[0])
         x = self.embed(input_ids)
         new = []
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.blocks()):
             x, s = layer.stream(x, None if state is None else state.layers[i])
             new.append(s)
-        return self.lm_head(self.norm(x)), LMState(layers=new)
+        return self.logits(self.norm(x)), LMState(layers=new)
 
-    def step(self, token: torch.Tensor, state: LMState | None = None) -> tuple[torch.Tensor, LMState]:
+    def step(
+        self, token: torch.Tensor, state: LMState | None = None
+    ) -> tuple[torch.Tensor, LMState]:
         """Logits (B, V) for one token id per sequence (B,) and the state after it."""
         self._check_ids(token, 1)
         if state is not None:
             self._check_state(state, token.shape[0])
         x = self.embed(token)
         new = []
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.blocks()):
             x, s = layer.step(x, None if state is None else state.layers[i])
             new.append(s)
-        return self.lm_head(self.norm(x)), LMState(layers=new)
+        return self.logits(self.norm(x)), LMState(layers=new)
 
     def num_parameters(self) -> int:
         """Number of distinct parameters (tied weights counted once)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -41,7 +42,9 @@ def _device_note() -> str:
     return f"device=CPU ({torch.get_num_threads()} threads)"
 
 
-def _op_cases(length: int, g: torch.Generator) -> dict[str, tuple[Callable[[], Any], Callable[[], Any], str]]:
+def _op_cases(
+    length: int, g: torch.Generator
+) -> dict[str, tuple[Callable[[], Any], Callable[[], Any], str]]:
     """(recurrent, chunked, size note) per mixer op at sequence length ``length``, batch 1,
     sizes of a d_model = 64 layer."""
     r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
@@ -60,7 +63,11 @@ def _op_cases(length: int, g: torch.Generator) -> dict[str, tuple[Callable[[], A
     # Hyena long convolution, 64 channels
     uh, kh = r(1, d, length), r(d, length) / math.sqrt(length)
     return {
-        "rwkv": (lambda: recurrent_wkv(w, u, k, v), lambda: chunk_wkv(w, u, k, v, chunk_size=8), "D=64"),
+        "rwkv": (
+            lambda: recurrent_wkv(w, u, k, v),
+            lambda: chunk_wkv(w, u, k, v, chunk_size=8),
+            "D=64",
+        ),
         "retnet": (
             lambda: recurrent_retention(q4, k4, v4),
             lambda: chunk_retention(q4, k4, v4, chunk_size=64),
@@ -76,7 +83,11 @@ def _op_cases(length: int, g: torch.Generator) -> dict[str, tuple[Callable[[], A
             lambda: chunk_ssd(x2, dt2, A2, B2, C2, chunk_size=64),
             "H=2 P=64 N=64",
         ),
-        "hyena": (lambda: recurrent_causal_conv(uh, kh), lambda: fft_causal_conv(uh, kh), "C=64 (cached decode vs FFT)"),
+        "hyena": (
+            lambda: recurrent_causal_conv(uh, kh),
+            lambda: fft_causal_conv(uh, kh),
+            "C=64 (cached decode vs FFT)",
+        ),
     }
 
 
@@ -89,7 +100,11 @@ def bench_chunked_vs_recurrent(full: bool = False) -> list[dict[str, Any]]:
         for name, (rec, chunk, size) in _op_cases(length, g).items():
             t_rec, t_chunk, speedup = timed_ratio(rec, chunk, repeats=3 if full else 1, warmup=1)
             note = f"{name} op, B=1 L={length} {size}, fp32, recurrent {t_rec * 1e3:.0f} ms vs chunked {t_chunk * 1e3:.1f} ms, {_device_note()}"
-            out.append(Metric(f"{name}_chunked_speedup_vs_recurrent", speedup, "x", 10.0, True, note=note).as_dict())
+            out.append(
+                Metric(
+                    f"{name}_chunked_speedup_vs_recurrent", speedup, "x", 10.0, True, note=note
+                ).as_dict()
+            )
     return out
 
 
@@ -140,20 +155,36 @@ def bench_mixer_throughput(full: bool = False) -> list[dict[str, Any]]:
                 kwargs = {"l_max": length} if name == "hyena" else {}
                 m = build_mixer(name, d_model, **kwargs).eval()
                 x = torch.randn(1, length, d_model)
-                t = time_call(lambda m=m, x=x: m(x), repeats=2 if full else 1, warmup=1)
+                t = time_call(partial(m, x), repeats=2 if full else 1, warmup=1)
                 tps[name].append(length / t)
     dev = _device_note()
-    series = [Series(list(lengths), tps[n], "sequence length", "tokens/s", n, logx=True, logy=True) for n in names]
+    series = [
+        Series(list(lengths), tps[n], "sequence length", "tokens/s", n, logx=True, logy=True)
+        for n in names
+    ]
     for name in names:
-        note = f"forward, B=1 D={d_model}, fp32, L={lengths[-1]}; attention = core-layers SDPA; {dev}"
+        note = (
+            f"forward, B=1 D={d_model}, fp32, L={lengths[-1]}; attention = core-layers SDPA; {dev}"
+        )
         out.append(Metric(f"{name}_forward_tokens_per_s_L{lengths[-1]}", tps[name][-1], "tokens/s", None, True,
                           series=series if name == names[0] else [], note=note).as_dict())  # fmt: skip
         if name != "attention":
             ratio = tps[name][-1] / tps["attention"][-1]
-            out.append(Metric(f"{name}_forward_speed_vs_attention_L{lengths[-1]}", ratio, "x", None, True, note=note).as_dict())
+            out.append(
+                Metric(
+                    f"{name}_forward_speed_vs_attention_L{lengths[-1]}",
+                    ratio,
+                    "x",
+                    None,
+                    True,
+                    note=note,
+                ).as_dict()
+            )
 
     n_tokens = 8
-    decode: dict[str, list[float]] = {"attention": [_attention_decode_time(d_model, c, n_tokens) for c in contexts]}
+    decode: dict[str, list[float]] = {
+        "attention": [_attention_decode_time(d_model, c, n_tokens) for c in contexts]
+    }
     for name in names[1:]:
         decode[name] = [_mixer_decode_time(name, d_model, c, n_tokens) for c in contexts]
     dseries = [Series(list(contexts), [t * 1e3 for t in decode[n]], "context length", "ms / token", n, logx=True)
@@ -179,7 +210,14 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
     from seedbed.sequence_models.mqar.cli import run_grid
 
     if full:
-        results = run_grid(["attention"], [(64, 4), (256, 16)], d_models=[128], lrs=[1e-3], quick=False, progress=False)
+        results = run_grid(
+            ["attention"],
+            [(64, 4), (256, 16)],
+            d_models=[128],
+            lrs=[1e-3],
+            quick=False,
+            progress=False,
+        )
     else:
         results = run_grid(["attention"], [(64, 4)], d_models=[128], lrs=[3e-3], quick=True, time_budget_s=60.0,
                            num_train=8192, num_test=500, progress=False)  # fmt: skip
@@ -187,6 +225,19 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
     for r in results:
         note = f"attention, L={r.seq_len} pairs={r.num_kv_pairs} D={r.d_model}, {r.steps} steps in {r.train_seconds:.0f}s, {_device_note()}"
         target = 0.99 if full else None
-        out.append(Metric(f"mqar_attention_acc_L{r.seq_len}", r.test_accuracy, "", target, True, note=note).as_dict())
-        out.append(Metric(f"mqar_attention_train_tokens_per_s_L{r.seq_len}", r.train_tokens_per_s, "tokens/s", None, True, note=note).as_dict())
+        out.append(
+            Metric(
+                f"mqar_attention_acc_L{r.seq_len}", r.test_accuracy, "", target, True, note=note
+            ).as_dict()
+        )
+        out.append(
+            Metric(
+                f"mqar_attention_train_tokens_per_s_L{r.seq_len}",
+                r.train_tokens_per_s,
+                "tokens/s",
+                None,
+                True,
+                note=note,
+            ).as_dict()
+        )
     return out

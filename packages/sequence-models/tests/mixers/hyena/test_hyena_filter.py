@@ -19,7 +19,9 @@ def test_filter_is_a_decaying_function_of_the_lag() -> None:
     k_sub = f.taps(lags)
     assert torch.allclose(k_sub[:, :3], k[:, [0, 5, 127]], atol=1e-6)
     # the exponential window: decay rates span [-log(1e-2)/1.5, -log(1e-2)/0.3]
-    assert f.deltas.abs().min() == pytest.approx(-torch.log(torch.tensor(1e-2)).item() / 1.5, rel=1e-5)
+    assert f.deltas.abs().min() == pytest.approx(
+        -torch.log(torch.tensor(1e-2)).item() / 1.5, rel=1e-5
+    )
     window = torch.exp(-torch.tensor(127 / 127) * f.deltas.abs())
     assert (window < 0.05).all()
 
@@ -45,7 +47,8 @@ def test_operator_orders_and_long_streams(order: int) -> None:
         y = op(x)
         a, s = op.stream(x[:, :31])
         b, s = op.stream(x[:, 31:], s)
-    assert s.offset == 50 and s.history.shape == (1, (order - 1) * 16, 50)
+    assert s.offset == 50
+    assert s.history.shape == (1, (order - 1) * 16, 50)
     assert (torch.cat([a, b], 1) - y).abs().max() / y.abs().max() < 1e-5
 
 

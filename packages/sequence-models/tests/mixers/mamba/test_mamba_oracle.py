@@ -49,7 +49,9 @@ def test_mamba_block_matches_hf_mamba_mixer(hf_mixer, mode: str, length: int) ->
 
 def test_mamba_block_matches_mambapy(hf_mixer) -> None:  # type: ignore[no-untyped-def]
     mp = pytest.importorskip("mambapy.mamba")
-    cfg = mp.MambaConfig(d_model=32, n_layers=1, d_state=8, d_conv=4, expand_factor=2, dt_rank=4, pscan=True)
+    cfg = mp.MambaConfig(
+        d_model=32, n_layers=1, d_state=8, d_conv=4, expand_factor=2, dt_rank=4, pscan=True
+    )
     block = mp.MambaBlock(cfg).eval()
     block.load_state_dict(hf_mixer.state_dict())
     ours = _ours(hf_mixer.state_dict())

@@ -6,7 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seedbed.sequence_models.mixers.retnet import chunk_retention, naive_retention, recurrent_retention
+from seedbed.sequence_models.mixers.retnet import (
+    chunk_retention,
+    naive_retention,
+    recurrent_retention,
+)
 
 pytestmark = pytest.mark.oracle
 
@@ -23,7 +27,9 @@ def test_retention_core_matches_fla_naive(b: int, length: int, h: int, dk: int, 
     q, k = torch.randn(b, length, h, dk, generator=g), torch.randn(b, length, h, dk, generator=g)
     v = torch.randn(b, length, h, dv, generator=g)
     # fla's naive op takes (B, H, L, D)
-    ref = fla_naive.naive_retention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)).transpose(1, 2)
+    ref = fla_naive.naive_retention(
+        q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+    ).transpose(1, 2)
     assert rel_err(naive_retention(q, k, v)[0], ref) < 1e-5
     assert rel_err(chunk_retention(q, k, v, chunk_size=16)[0], ref) < 1e-5
     assert rel_err(recurrent_retention(q, k, v)[0], ref) < 1e-5

@@ -30,7 +30,9 @@ def hf_and_ours():  # type: ignore[no-untyped-def]
     ours = []
     for block in hf.rwkv.blocks:
         loop = RWKVLoop(32, d_ffn=64, d_att=32, chunk_size=16).eval()
-        loop.load_state_dict({k: v for k, v in block.state_dict().items() if not k.startswith("pre_ln")})
+        loop.load_state_dict(
+            {k: v for k, v in block.state_dict().items() if not k.startswith("pre_ln")}
+        )
         ours.append(loop)
     return hf, ours
 

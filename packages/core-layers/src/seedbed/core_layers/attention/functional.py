@@ -300,7 +300,39 @@ def attention(
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     scale_f = float(scale) if scale is not None else d**-0.5
     softcap_f = float(softcap) if softcap is not None else None
-    dropout_f = float(dropout_p)
+    return _dispatch(
+        q, k, v, causal, attn_mask, window, softcap_f, scale_f, float(dropout_p), backend
+    )
+
+
+def _attention_unchecked(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool,
+    attn_mask: torch.Tensor | None,
+    window: int | None,
+    backend: str,
+) -> torch.Tensor:
+    """:func:`attention` (default scale, no softcap, no dropout) without re-validating its
+    arguments, for modules that built q/k/v themselves from checked inputs (decode hot path)."""
+    return _dispatch(q, k, v, causal, attn_mask, window, None, q.shape[-1] ** -0.5, 0.0, backend)
+
+
+def _dispatch(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    causal: bool,
+    attn_mask: torch.Tensor | None,
+    window: int | None,
+    softcap_f: float | None,
+    scale_f: float,
+    dropout_f: float,
+    backend: str,
+) -> torch.Tensor:
+    """Pick the backend for validated arguments and run it (see :func:`attention`)."""
+    s_q = q.shape[1]
     if causal and s_q == 1 and window is None:
         causal = False  # one query aligned at the last key sees every key (decoding step)
 

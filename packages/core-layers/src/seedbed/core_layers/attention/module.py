@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from seedbed.core_layers._checks import check_positive_int, check_tensor
-from seedbed.core_layers.attention.functional import BACKENDS, attention
+from seedbed.core_layers._checks import broadcastable, check_positive_int, check_tensor
+from seedbed.core_layers.attention.functional import BACKENDS, _attention_unchecked
+from seedbed.core_layers.attention.masks import check_attn_mask
 from seedbed.core_layers.kv_cache import KVCache
-from seedbed.core_layers.rope import RotaryEmbedding
+from seedbed.core_layers.mlp import FusedLinear, _fused_linear, _linear
+from seedbed.core_layers.rope import RotaryEmbedding, _apply_rotary
 
 __all__ = ["MultiHeadAttention"]
 
@@ -105,6 +108,7 @@ class MultiHeadAttention(nn.Module):
             o_proj if o_proj is not None else nn.Linear(n_heads * head_dim, d_model, bias=o_bias)
         )
         self.rope = rope
+        self._qkv: FusedLinear | None = None  # inference copy of [q; k; v], see _attend
 
     def forward(
         self,
@@ -139,13 +143,12 @@ class MultiHeadAttention(nn.Module):
             got = (cache.batch_size, cache.n_kv_heads, cache.head_dim)
             if got != want:
                 raise ValueError(f"cache must have (B, H_kv, D) = {want}, got {got}")
+            if cache.dtype != x.dtype:
+                raise TypeError(f"cache dtype must equal x's dtype {x.dtype}, got {cache.dtype}")
             if cache.size + s > cache.max_seq_len:
                 raise ValueError(
                     f"KVCache overflow: max_seq_len is {cache.max_seq_len}, got {cache.size} stored + {s} new"
                 )
-        q = self.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # (B, S, H, D)
-        k = self.k_proj(x).view(b, s, self.n_kv_heads, self.head_dim)  # (B, S, H_kv, D)
-        v = self.v_proj(x).view(b, s, self.n_kv_heads, self.head_dim)  # (B, S, H_kv, D)
         if positions is not None:
             if self.rope is None:
                 raise ValueError("positions were given but this MultiHeadAttention has no rope")
@@ -159,13 +162,57 @@ class MultiHeadAttention(nn.Module):
                     f"positions must be (S,) or (B, S) with S={s}, got {tuple(positions.shape)}"
                 )
             cos, sin = self.rope(positions)  # (S, 1, D) or (B, S, 1, D)
-            q, k = self.rope.rotate(q, cos, sin), self.rope.rotate(k, cos, sin)
-        if cache is not None:
-            k, v = cache.update(k, v)  # (B, S_total, H_kv, D)
-        out = attention(
-            q, k, v, causal=causal, attn_mask=attn_mask, window=self.window, backend=self.backend
-        )
-        return self.o_proj(out.reshape(b, s, self.n_heads * self.head_dim))  # (B, S, d_model)
+            if not broadcastable(cos.shape[:-2], (b, s)):
+                raise ValueError(
+                    f"positions must be (S,) or (B, S) with B={b}, S={s}, got {tuple(positions.shape)}"
+                )
+        else:
+            cos = sin = None
+        if attn_mask is not None:
+            n_keys = s + (cache.size if cache is not None else 0)
+            check_attn_mask(attn_mask, b, self.n_heads, s, n_keys)
+        if not isinstance(causal, bool):
+            raise TypeError(f"causal must be a bool, got {type(causal).__name__}")
+        return self._attend(x, cos, sin, attn_mask, cache, causal)
+
+    def _attend(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,
+        cache: KVCache | None,
+        causal: bool,
+    ) -> torch.Tensor:
+        """:meth:`forward` on checked arguments, with the RoPE tables already computed.
+
+        A model that validates its inputs once per forward calls this for every layer with
+        one shared ``(cos, sin)`` (None without rope) and skips the per-layer re-validation.
+        At inference, plain ``nn.Linear`` q/k/v projections run as one matmul against a cached
+        concatenation of their weights, and RoPE rotates q and k in one pass.
+        """
+        b, s, _ = x.shape
+        h, h_kv, d = self.n_heads, self.n_kv_heads, self.head_dim
+        fused = _fused_linear((self.q_proj, self.k_proj, self.v_proj), self._qkv)
+        if fused is not None:
+            if fused is not self._qkv:
+                self._qkv = fused
+            qkv = F.linear(x, fused[1], fused[2]).view(b, s, h + 2 * h_kv, d)  # (B, S, H+2H_kv, D)
+            qk = qkv[:, :, : h + h_kv]  # (B, S, H+H_kv, D)
+            if cos is not None and sin is not None and self.rope is not None:
+                qk = _apply_rotary(qk, cos, sin, self.rope.interleaved)
+            q, k, v = qk[:, :, :h], qk[:, :, h:], qkv[:, :, h + h_kv :]
+        else:
+            q = self.q_proj(x).view(b, s, h, d)  # (B, S, H, D)
+            k = self.k_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
+            v = self.v_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
+            if cos is not None and sin is not None and self.rope is not None:
+                q = _apply_rotary(q, cos, sin, self.rope.interleaved)
+                k = _apply_rotary(k, cos, sin, self.rope.interleaved)
+        if cache is not None:  # (B, S_total, H_kv, D)
+            k, v = cache._append(k, v) if type(cache) is KVCache else cache.update(k, v)
+        out = _attention_unchecked(q, k, v, causal, attn_mask, self.window, self.backend)
+        return _linear(self.o_proj, out.reshape(b, s, h * d))  # (B, S, d_model)
 
     def extra_repr(self) -> str:
         return (

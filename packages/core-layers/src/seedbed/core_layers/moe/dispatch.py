@@ -11,9 +11,10 @@ Two grouped-matmul backends, no per-expert Python loop in either:
 - ``"batched"``: the runs are scattered into a zero-padded (E, C_max, D) buffer and multiplied
   with ``torch.bmm``; padding rows are zero and are never gathered back.
 
-``"auto"`` uses grouped_mm on CUDA when this torch supports it for the dtype and shapes, and
-``"batched"`` elsewhere: on CPU torch's grouped_mm runs the groups one after another and measured
-slower than the padded bmm (see ``seedbed.core_layers.moe_benchmarks.bench_moe_dispatch``).
+``"auto"`` uses grouped_mm wherever this torch runs it (forward and backward) for the device,
+dtype and shapes (e.g. fp32/bf16 on CPU, bf16 on recent CUDA GPUs), and ``"batched"`` otherwise
+(e.g. float64, or rows that are not 16-byte aligned). Both are compared with the per-expert loop
+in ``seedbed.core_layers.moe_benchmarks.bench_moe_dispatch``.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def resolve_backend(
                 "(needs F.grouped_mm/torch._grouped_mm and 16-byte aligned rows); use 'batched' or 'auto'"
             )
         return "grouped_mm"
-    return "grouped_mm" if usable and device.type == "cuda" else "batched"
+    return "grouped_mm" if usable else "batched"
 
 
 def _ffn_grouped_mm(

@@ -24,5 +24,7 @@ def causal_depthwise_conv(
     """
     k = weight.shape[-1]
     xp = torch.cat([tail.to(x.dtype), x], dim=-1)  # (B, C, K-1+L)
-    y = F.conv1d(xp, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), groups=x.shape[1])
+    y = F.conv1d(
+        xp, weight.to(x.dtype), None if bias is None else bias.to(x.dtype), groups=x.shape[1]
+    )
     return y, xp[..., xp.shape[-1] - (k - 1) :]

@@ -22,7 +22,9 @@ def check_chunk_size(chunk_size: int) -> int:
     return chunk_size
 
 
-def pad_to_chunks(x: torch.Tensor, chunk_size: int, dim: int = 1, value: float = 0.0) -> torch.Tensor:
+def pad_to_chunks(
+    x: torch.Tensor, chunk_size: int, dim: int = 1, value: float = 0.0
+) -> torch.Tensor:
     """Right-pad ``x`` along ``dim`` to a multiple of ``chunk_size`` and split that dim into
     (n_chunks, chunk_size). x: (..., L, ...) -> (..., n, C, ...)."""
     length = x.shape[dim]

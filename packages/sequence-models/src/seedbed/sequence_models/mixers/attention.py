@@ -64,11 +64,22 @@ class AttentionMixer(SequenceMixer[AttentionState]):
         super().__init__()
         if isinstance(d_model, bool) or not isinstance(d_model, int) or d_model < 1:
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
-        if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1 or d_model % n_heads:
-            raise ValueError(f"n_heads must be a positive int dividing d_model={d_model}, got {n_heads!r}")
+        if (
+            isinstance(n_heads, bool)
+            or not isinstance(n_heads, int)
+            or n_heads < 1
+            or d_model % n_heads
+        ):
+            raise ValueError(
+                f"n_heads must be a positive int dividing d_model={d_model}, got {n_heads!r}"
+            )
         self.d_model, self.n_heads, self.head_dim = d_model, n_heads, d_model // n_heads
         self.attn = MultiHeadAttention(
-            d_model, n_heads, bias=bias, rope=RotaryEmbedding(self.head_dim, rope_theta=rope_theta), backend=backend
+            d_model,
+            n_heads,
+            bias=bias,
+            rope=RotaryEmbedding(self.head_dim, rope_theta=rope_theta),
+            backend=backend,
         )
 
     def init_state(self, batch_size, *, device=None, dtype=None) -> AttentionState:  # type: ignore[no-untyped-def]
@@ -76,7 +87,10 @@ class AttentionMixer(SequenceMixer[AttentionState]):
         shape = (batch_size, 0, self.n_heads, self.head_dim)
         device = pdevice if device is None else device
         dtype = pdtype if dtype is None else dtype
-        return AttentionState(k=torch.zeros(shape, device=device, dtype=dtype), v=torch.zeros(shape, device=device, dtype=dtype))
+        return AttentionState(
+            k=torch.zeros(shape, device=device, dtype=dtype),
+            v=torch.zeros(shape, device=device, dtype=dtype),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Whole-sequence causal attention. x: (B, L, D) -> (B, L, D)."""
@@ -85,7 +99,9 @@ class AttentionMixer(SequenceMixer[AttentionState]):
         check_sequence(x, self.d_model, type(self).__name__)
         return self.attn(x, causal=True)
 
-    def _stream(self, x: torch.Tensor, state: AttentionState | None) -> tuple[torch.Tensor, AttentionState]:
+    def _stream(
+        self, x: torch.Tensor, state: AttentionState | None
+    ) -> tuple[torch.Tensor, AttentionState]:
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         b, s, _ = x.shape

@@ -65,7 +65,9 @@ class MixerState:
     def batch_size(self) -> int:
         """Size of the batch dimension shared by all tensor fields."""
         sizes = {
-            t.shape[0] for name, t in self.tensors().items() if name.rsplit(".", 1)[-1] not in self._all_unbatched()
+            t.shape[0]
+            for name, t in self.tensors().items()
+            if name.rsplit(".", 1)[-1] not in self._all_unbatched()
         }
         if len(sizes) != 1:
             raise ValueError(f"{type(self).__name__} has inconsistent batch sizes {sorted(sizes)}")
@@ -91,7 +93,11 @@ class MixerState:
                 value = value._map(fn)
             elif isinstance(value, (list, tuple)):
                 items = [
-                    fn(v) if isinstance(v, torch.Tensor) else v._map(fn) if isinstance(v, MixerState) else v
+                    fn(v)
+                    if isinstance(v, torch.Tensor)
+                    else v._map(fn)
+                    if isinstance(v, MixerState)
+                    else v
                     for v in value
                 ]
                 value = type(value)(items)
@@ -191,7 +197,9 @@ def check_sequence(x: Any, d_model: int, who: str) -> None:
             f"got last dimension {x.shape[-1]} (shape {tuple(x.shape)})"
         )
     if x.shape[1] == 0:
-        raise ValueError(f"{who} expects a sequence of length L >= 1, got L=0 (shape {tuple(x.shape)})")
+        raise ValueError(
+            f"{who} expects a sequence of length L >= 1, got L=0 (shape {tuple(x.shape)})"
+        )
     if x.shape[0] == 0:
         raise ValueError(f"{who} expects a batch of size B >= 1, got B=0 (shape {tuple(x.shape)})")
 

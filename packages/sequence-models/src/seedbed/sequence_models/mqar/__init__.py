@@ -3,4 +3,12 @@
 from seedbed.sequence_models.mqar.data import MQARConfig, MQARData, multiquery_ar
 from seedbed.sequence_models.mqar.train import MQARResult, TrainConfig, evaluate, train_mqar
 
-__all__ = ["MQARConfig", "MQARData", "MQARResult", "TrainConfig", "evaluate", "multiquery_ar", "train_mqar"]
+__all__ = [
+    "MQARConfig",
+    "MQARData",
+    "MQARResult",
+    "TrainConfig",
+    "evaluate",
+    "multiquery_ar",
+    "train_mqar",
+]

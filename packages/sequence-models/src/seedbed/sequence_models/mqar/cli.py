@@ -125,11 +125,17 @@ def plot_results(results: Sequence[MQARResult], path: Path) -> Path:
     keys = sorted({(r.mixer, r.d_model) for r in results})
     multi_d = len({d for _, d in keys}) > 1
     for mixer, d in keys:
-        rs = sorted((r for r in results if r.mixer == mixer and r.d_model == d), key=lambda r: r.seq_len)
+        rs = sorted(
+            (r for r in results if r.mixer == mixer and r.d_model == d), key=lambda r: r.seq_len
+        )
         label = f"{mixer} d={d}" if multi_d else mixer
         ax.plot([r.seq_len for r in rs], [r.test_accuracy for r in rs], marker="o", label=label)
-    refs = [(k, v) for k, v in ZOOLOGY_FIGURE2.items() if any(r.mixer == k[0] and r.d_model == k[2] for r in results)]
-    for (mixer, seq_len, _), v in refs:
+    refs = [
+        (k, v)
+        for k, v in ZOOLOGY_FIGURE2.items()
+        if any(r.mixer == k[0] and r.d_model == k[2] for r in results)
+    ]
+    for (_, seq_len, _), v in refs:
         ax.scatter([seq_len], [v], marker="x", color="k", zorder=3)
     if refs:
         ax.scatter([], [], marker="x", color="k", label="Zoology Fig. 2")
@@ -153,15 +159,23 @@ def _parse_settings(text: str) -> list[tuple[int, int]]:
             length, pairs = item.split(":")
             out.append((int(length), int(pairs)))
         except ValueError as e:
-            raise argparse.ArgumentTypeError(f"settings must look like '64:4,256:16', got {text!r}") from e
+            raise argparse.ArgumentTypeError(
+                f"settings must look like '64:4,256:16', got {text!r}"
+            ) from e
     return out
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="seedbed-mqar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="seedbed-mqar",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--full", action="store_true", help="Zoology's Figure-2 grid (GPU-scale)")
     p.add_argument("--mixers", default=",".join(ALL_MIXERS), help="comma-separated mixers")
-    p.add_argument("--settings", type=_parse_settings, default=None, help="L:pairs list, e.g. 64:4,256:16")
+    p.add_argument(
+        "--settings", type=_parse_settings, default=None, help="L:pairs list, e.g. 64:4,256:16"
+    )
     p.add_argument("--d-model", type=int, nargs="+", default=None, help="model widths")
     p.add_argument("--lr", type=float, nargs="+", default=None, help="learning rates (best kept)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run")
@@ -173,7 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, default=Path("mqar_results"), help="directory for JSON + PNG")
+    p.add_argument(
+        "--out", type=Path, default=Path("mqar_results"), help="directory for JSON + PNG"
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -183,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     mixers = [m.strip() for m in args.mixers.split(",") if m.strip()]
     unknown = [m for m in mixers if m not in ALL_MIXERS]
     if unknown:
-        print(f"seedbed-mqar: unknown mixers {unknown}; choose from {list(ALL_MIXERS)}", file=sys.stderr)
+        print(
+            f"seedbed-mqar: unknown mixers {unknown}; choose from {list(ALL_MIXERS)}",
+            file=sys.stderr,
+        )
         return 2
     quick = not args.full
     settings = args.settings or list(QUICK_SETTINGS if quick else FULL_SETTINGS)
@@ -201,7 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )  # fmt: skip
     print(format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "mqar_results.json").write_text(json.dumps([r.as_dict() for r in results], indent=2))
+    (args.out / "mqar_results.json").write_text(
+        json.dumps([r.as_dict() for r in results], indent=2)
+    )
     png = plot_results(results, args.out / "mqar_accuracy_vs_seq_len.png")
     print(f"wrote {args.out / 'mqar_results.json'} and {png}")
     return 0 if all(math.isfinite(r.test_accuracy) for r in results) else 1

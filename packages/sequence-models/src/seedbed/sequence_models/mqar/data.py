@@ -50,7 +50,12 @@ def multiquery_ar(
     Returns:
         inputs (N, L) int64 and labels (N, L) int64 (-100 except at the answer positions).
     """
-    for name, val in (("vocab_size", vocab_size), ("num_examples", num_examples), ("input_seq_len", input_seq_len), ("num_kv_pairs", num_kv_pairs)):
+    for name, val in (
+        ("vocab_size", vocab_size),
+        ("num_examples", num_examples),
+        ("input_seq_len", input_seq_len),
+        ("num_kv_pairs", num_kv_pairs),
+    ):
         if isinstance(val, bool) or not isinstance(val, int) or val < 1:
             raise ValueError(f"{name} must be a positive int, got {val!r}")
     if input_seq_len % 2:
@@ -58,9 +63,13 @@ def multiquery_ar(
     if vocab_size <= input_seq_len:
         raise ValueError(f"vocab_size must exceed input_seq_len={input_seq_len}, got {vocab_size}")
     if 4 * num_kv_pairs > input_seq_len:
-        raise ValueError(f"need 4 * num_kv_pairs <= input_seq_len, got {num_kv_pairs} pairs for L={input_seq_len}")
+        raise ValueError(
+            f"need 4 * num_kv_pairs <= input_seq_len, got {num_kv_pairs} pairs for L={input_seq_len}"
+        )
     if num_kv_pairs >= vocab_size // 2 - 1:
-        raise ValueError(f"num_kv_pairs={num_kv_pairs} needs more than {num_kv_pairs} keys in [1, V/2), V={vocab_size}")
+        raise ValueError(
+            f"num_kv_pairs={num_kv_pairs} needs more than {num_kv_pairs} keys in [1, V/2), V={vocab_size}"
+        )
     if not power_a > 0:
         raise ValueError(f"power_a must be > 0, got {power_a}")
     rng = np.random.RandomState(seed)
@@ -69,8 +78,12 @@ def multiquery_ar(
     # keys from the lower half of the vocabulary, values from the upper half, no repeats
     key_choices = np.arange(1, vocab_size // 2)
     value_choices = np.arange(vocab_size // 2, vocab_size)
-    keys = np.stack([rng.choice(key_choices, size=num_kv_pairs, replace=False) for _ in range(num_examples)])
-    values = np.stack([rng.choice(value_choices, size=num_kv_pairs, replace=False) for _ in range(num_examples)])
+    keys = np.stack(
+        [rng.choice(key_choices, size=num_kv_pairs, replace=False) for _ in range(num_examples)]
+    )
+    values = np.stack(
+        [rng.choice(value_choices, size=num_kv_pairs, replace=False) for _ in range(num_examples)]
+    )
     kvs = np.zeros((num_examples, context_size), dtype=np.int64)
     kvs[:, 0::2], kvs[:, 1::2] = keys, values
 
@@ -79,7 +92,9 @@ def multiquery_ar(
     p = power_a * np.arange(1, space + 1) ** (power_a - 1)
     p = p / p.sum()
     slots = np.arange(space)
-    gaps = np.stack([rng.choice(slots, size=num_kv_pairs, replace=False, p=p) for _ in range(num_examples)])
+    gaps = np.stack(
+        [rng.choice(slots, size=num_kv_pairs, replace=False, p=p) for _ in range(num_examples)]
+    )
 
     queries = np.zeros((num_examples, input_seq_len - context_size + 1), dtype=np.int64)
     np.put_along_axis(queries, gaps * 2, keys, axis=1)
@@ -113,7 +128,11 @@ class MQARConfig:
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"MQARConfig.{name} must be a positive int, got {val!r}")
-        if self.seq_len % 2 or 4 * self.num_kv_pairs > self.seq_len or self.vocab_size <= self.seq_len:
+        if (
+            self.seq_len % 2
+            or 4 * self.num_kv_pairs > self.seq_len
+            or self.vocab_size <= self.seq_len
+        ):
             raise ValueError(
                 "MQARConfig needs an even seq_len >= 4 * num_kv_pairs and vocab_size > seq_len, got "
                 f"seq_len={self.seq_len}, num_kv_pairs={self.num_kv_pairs}, vocab_size={self.vocab_size}"

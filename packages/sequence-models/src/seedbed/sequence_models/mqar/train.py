@@ -80,7 +80,9 @@ def default_mixer_kwargs(mixer: str, d_model: int, seq_len: int) -> dict[str, An
     if mixer == "attention":
         return {"n_heads": 1}  # Zoology's attention baseline is single-headed
     if mixer == "retnet":
-        return {"n_heads": max(1, d_model // 32)}  # gamma_h = 1 - 2^(-5-h): more heads, longer memory
+        return {
+            "n_heads": max(1, d_model // 32)
+        }  # gamma_h = 1 - 2^(-5-h): more heads, longer memory
     if mixer == "mamba":
         return {"d_state": 16}
     if mixer == "mamba2":
@@ -90,21 +92,27 @@ def default_mixer_kwargs(mixer: str, d_model: int, seq_len: int) -> dict[str, An
     return {}
 
 
-def _masked_logits(model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _masked_logits(
+    model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits only at the labelled positions (the LM head is the costly part at V = 8192)."""
     hidden = model.hidden_states(inputs)  # (B, L, D)
     mask = labels != IGNORE_INDEX
-    return model.lm_head(hidden[mask]), labels[mask]  # (M, V), (M,)
+    return model.logits(hidden[mask]), labels[mask]  # (M, V), (M,)
 
 
 @torch.no_grad()
-def evaluate(model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256) -> float:
+def evaluate(
+    model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
+) -> float:
     """Accuracy over all answer positions of (inputs, labels)."""
     was_training = model.training
     model.eval()
     correct = total = 0
     for i in range(0, inputs.shape[0], batch_size):
-        logits, target = _masked_logits(model, inputs[i : i + batch_size], labels[i : i + batch_size])
+        logits, target = _masked_logits(
+            model, inputs[i : i + batch_size], labels[i : i + batch_size]
+        )
         correct += int((logits.argmax(-1) == target).sum())
         total += target.numel()
     model.train(was_training)
@@ -126,7 +134,10 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
         lr=cfg.lr,
         betas=(0.9, 0.98),
     )
@@ -151,7 +162,12 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
     perm = torch.randperm(n_train, generator=g)
     model.train()
     loss_val, t0, steps_done = float("nan"), time.perf_counter(), 0
-    bar = tqdm(range(total_steps), desc=f"{cfg.mixer} L={dcfg.seq_len}", disable=not cfg.progress, leave=False)
+    bar = tqdm(
+        range(total_steps),
+        desc=f"{cfg.mixer} L={dcfg.seq_len}",
+        disable=not cfg.progress,
+        leave=False,
+    )
     for step in bar:
         elapsed = time.perf_counter() - t0
         if cfg.time_budget_s is not None and elapsed >= cfg.time_budget_s:
@@ -174,7 +190,9 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
             bar.set_postfix(loss=f"{loss_val:.3f}")
     bar.close()
     train_s = time.perf_counter() - t0
-    acc = evaluate(model, data.test_inputs.to(cfg.device), data.test_labels.to(cfg.device), cfg.eval_batch_size)
+    acc = evaluate(
+        model, data.test_inputs.to(cfg.device), data.test_labels.to(cfg.device), cfg.eval_batch_size
+    )
     tokens = steps_done * cfg.batch_size * dcfg.seq_len
     return model, MQARResult(
         mixer=cfg.mixer, seq_len=dcfg.seq_len, num_kv_pairs=dcfg.num_kv_pairs, d_model=cfg.d_model,

@@ -15,8 +15,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from seedbed.core_layers import KVCache, MultiHeadAttention, RMSNorm, RotaryEmbedding, SwiGLU
+from seedbed.core_layers.attention.masks import check_attn_mask
 from seedbed.sequence_models.qwen2.config import Qwen2Config
 
 __all__ = ["Qwen2DecoderLayer", "Qwen2Model", "build_attn_masks", "positions_from_mask"]
@@ -61,6 +63,36 @@ class Qwen2DecoderLayer(nn.Module):
         )
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x))
+
+    def _step(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor | None,
+        sin: torch.Tensor | None,
+        attn_mask: torch.Tensor | None,
+        cache: KVCache | None,
+        causal: bool,
+    ) -> torch.Tensor:
+        """:meth:`forward` on arguments :class:`Qwen2Model` has checked, with shared RoPE tables
+        ``cos, sin`` (S, 1, D) or (B, S, 1, D): no per-layer re-validation or module-call overhead."""
+        h = self.self_attn._attend(
+            self.input_layernorm._norm(x), cos, sin, attn_mask, cache, causal
+        )
+        x = x + h
+        return x + self.mlp._mlp(self.post_attention_layernorm._norm(x))
+
+    def _hook_free(self) -> bool:
+        """Whether calling :meth:`_step` skips no forward hook of this layer or its blocks."""
+        return not any(
+            m._forward_hooks or m._forward_pre_hooks
+            for m in (
+                self,
+                self.self_attn,
+                self.mlp,
+                self.input_layernorm,
+                self.post_attention_layernorm,
+            )
+        )
 
 
 def positions_from_mask(attention_mask: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -281,6 +313,8 @@ class Qwen2Model(nn.Module):
             raise ValueError(
                 f"caches must have one entry per layer ({len(self.layers)}), got {len(caches)}"
             )
+        if caches is not None:
+            self._check_caches(caches, b, s)
         past = caches[0].size if caches is not None and attn_masks is None else 0
         if attention_mask is not None and attention_mask.shape != (b, past + s):
             raise ValueError(
@@ -305,15 +339,69 @@ class Qwen2Model(nn.Module):
                 causal = s > 1  # one query against the cache sees every key: no mask needed
 
         x = self.embed_tokens(input_ids)  # (B, S, d)
-        for i, layer in enumerate(self.layers):
-            mask = None if masks is None else masks[self.windows[i]]
-            x = layer(x, positions, mask, None if caches is None else caches[i], causal)
+        layers: list[Qwen2DecoderLayer] = list(self.layers)  # type: ignore[arg-type]
+        if all(layer._hook_free() for layer in layers) and not (
+            _global_forward_hooks or _global_forward_pre_hooks
+        ):
+            # Fast path: positions and masks are checked here once, RoPE tables are computed
+            # once for all layers, and the layers skip their per-call re-validation.
+            if attn_masks is not None:
+                self._check_attn_masks(attn_masks, b, s)
+            if not isinstance(positions, torch.Tensor) or positions.ndim not in (1, 2):
+                raise ValueError(
+                    f"positions must be a (S,) or (B, S) tensor, got {getattr(positions, 'shape', positions)!r}"
+                )
+            if positions.shape[-1] != s or (
+                positions.ndim == 2 and positions.shape[0] not in (1, b)
+            ):
+                raise ValueError(
+                    f"positions must be (S,) or (B, S) with B={b}, S={s}, got {tuple(positions.shape)}"
+                )
+            cos, sin = self.rope(positions)  # (S, 1, D) or (B, S, 1, D)
+            for i, layer in enumerate(layers):
+                mask = None if masks is None else masks[self.windows[i]]
+                cache = None if caches is None else caches[i]
+                x = layer._step(x, cos, sin, mask, cache, causal)
+        else:
+            for i, layer in enumerate(layers):
+                mask = None if masks is None else masks[self.windows[i]]
+                x = layer(x, positions, mask, None if caches is None else caches[i], causal)
         if logits_to_keep:
             x = x[:, -logits_to_keep:]
         x = self.norm(x)
         if return_hidden:
             return x
         return self.lm_head_logits(x)
+
+    def _check_caches(self, caches: Sequence[KVCache], b: int, s: int) -> None:
+        """What ``MultiHeadAttention`` checks per call, done once for every layer's cache."""
+        c = self.config
+        want = (b, c.num_key_value_heads, c.head_dim)
+        for i, cache in enumerate(caches):
+            if not isinstance(cache, KVCache):
+                raise TypeError(f"caches[{i}] must be a KVCache, got {type(cache).__name__}")
+            got = (cache.batch_size, cache.n_kv_heads, cache.head_dim)
+            if got != want:
+                raise ValueError(f"caches[{i}] must have (B, H_kv, D) = {want}, got {got}")
+            if cache.dtype != self.dtype:
+                raise TypeError(
+                    f"caches[{i}] dtype must equal the model's {self.dtype}, got {cache.dtype}"
+                )
+            if cache.size + s > cache.max_seq_len:
+                raise ValueError(
+                    f"KVCache overflow in caches[{i}]: max_seq_len is {cache.max_seq_len}, "
+                    f"got {cache.size} stored + {s} new"
+                )
+
+    def _check_attn_masks(self, attn_masks: AttnMasks, b: int, s: int) -> None:
+        """Check caller-given masks once (bool or additive, broadcastable to (B, H, S, T))."""
+        for w in dict.fromkeys(self.windows):
+            if w not in attn_masks:
+                raise ValueError(f"attn_masks has no mask for window {w!r}")
+            m = attn_masks[w]
+            if not isinstance(m, torch.Tensor):
+                raise TypeError(f"attn_masks[{w!r}] must be a tensor, got {type(m).__name__}")
+            check_attn_mask(m, b, self.config.num_attention_heads, s, m.shape[-1] if m.ndim else 1)
 
     def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits from final-norm hidden states: (..., d) -> (..., V) (tied or untied head).

@@ -58,6 +58,9 @@ class HyenaFilter(nn.Module):
         u: (B, C, L) -> (B, C, L); ``kernel(L)``: (C, L).
     """
 
+    freqs: torch.Tensor
+    deltas: torch.Tensor
+
     def __init__(
         self,
         channels: int,
@@ -89,12 +92,14 @@ class HyenaFilter(nn.Module):
         layers.append(nn.Linear(order, channels, bias=False))
         self.implicit_filter = nn.Sequential(*layers)
         max_decay, min_decay = math.log(target) / fast_decay_pct, math.log(target) / slow_decay_pct
-        self.register_buffer("deltas", torch.linspace(min_decay, max_decay, channels), persistent=True)
+        self.register_buffer(
+            "deltas", torch.linspace(min_decay, max_decay, channels), persistent=True
+        )
         self.bias = nn.Parameter(torch.randn(channels)) if bias else None
 
     def taps(self, lags: torch.Tensor) -> torch.Tensor:
         """Filter values at integer ``lags`` (T,) -> (C, T) in the parameters' dtype."""
-        dtype = self.implicit_filter[0].weight.dtype
+        dtype = next(self.implicit_filter.parameters()).dtype
         t = lags.to(dtype)[:, None]  # (T, 1)
         w = 2 * math.pi * t / self.l_max
         phase = self.freqs.to(dtype)[None, :] * w  # (T, bands)
@@ -188,16 +193,28 @@ class HyenaOperator(SequenceMixer[HyenaState]):
             raise ValueError(f"d_model must be a positive int, got {d_model!r}")
         if isinstance(order, bool) or not isinstance(order, int) or order < 2:
             raise ValueError(f"order must be an int >= 2, got {order!r}")
-        if isinstance(short_filter_order, bool) or not isinstance(short_filter_order, int) or short_filter_order < 1:
-            raise ValueError(f"short_filter_order must be a positive int, got {short_filter_order!r}")
+        if (
+            isinstance(short_filter_order, bool)
+            or not isinstance(short_filter_order, int)
+            or short_filter_order < 1
+        ):
+            raise ValueError(
+                f"short_filter_order must be a positive int, got {short_filter_order!r}"
+            )
         self.d_model, self.l_max, self.order = d_model, l_max, order
         self.short_filter_order = short_filter_order
         self.mode = check_mode(mode)
         width = (order + 1) * d_model
         self.in_proj = nn.Linear(d_model, width)
-        self.short_filter = nn.Conv1d(width, width, short_filter_order, groups=width, padding=short_filter_order - 1)
+        self.short_filter = nn.Conv1d(
+            width, width, short_filter_order, groups=width, padding=short_filter_order - 1
+        )
         self.filter_fn = HyenaFilter(
-            (order - 1) * d_model, l_max, emb_dim=emb_dim, order=filter_order, **filter_kwargs  # type: ignore[arg-type]
+            (order - 1) * d_model,
+            l_max,
+            emb_dim=emb_dim,
+            order=filter_order,
+            **filter_kwargs,  # type: ignore[arg-type]
         )
         self.out_proj = nn.Linear(d_model, d_model)
 
@@ -207,7 +224,9 @@ class HyenaOperator(SequenceMixer[HyenaState]):
         dtype = pdtype if dtype is None else dtype
         width, n_long = (self.order + 1) * self.d_model, (self.order - 1) * self.d_model
         return HyenaState(
-            short=torch.zeros(batch_size, width, self.short_filter_order - 1, device=device, dtype=dtype),
+            short=torch.zeros(
+                batch_size, width, self.short_filter_order - 1, device=device, dtype=dtype
+            ),
             history=torch.zeros(batch_size, n_long, 0, device=device, dtype=dtype),
             taps=torch.zeros(n_long, 0, device=device, dtype=pdtype),
             offset=0,
@@ -227,7 +246,7 @@ class HyenaOperator(SequenceMixer[HyenaState]):
                 y_t, state = self._step(x[:, t], state)
                 ys.append(y_t)
             return torch.stack(ys, dim=1), state
-        d, length, total = self.d_model, x.shape[1], state.offset + x.shape[1]
+        d, _length, total = self.d_model, x.shape[1], state.offset + x.shape[1]
         (*xs, v), tail = self._gates(x, state.short)
         taps = self.filter_fn.kernel(total, x.device)  # ((N-1) D, T+L)
         bias = self.filter_fn.bias
@@ -256,8 +275,9 @@ class HyenaOperator(SequenceMixer[HyenaState]):
             v = v * xs[i]
             inputs.append(v)
             sl = slice(i * d, (i + 1) * d)
-            v, hist = cached_conv_step(v, taps[sl], state.history[:, sl], None if bias is None else bias[sl])
+            v, hist = cached_conv_step(
+                v, taps[sl], state.history[:, sl], None if bias is None else bias[sl]
+            )
             hists.append(hist)
         y = self.out_proj(v * xs[-1])  # (B, D)
         return y, HyenaState(short=tail, history=torch.cat(hists, dim=1), taps=taps, offset=t + 1)
-

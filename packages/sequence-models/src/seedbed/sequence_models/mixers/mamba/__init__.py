@@ -3,7 +3,10 @@
 from seedbed.sequence_models.mixers.mamba.chunk import chunk_selective_scan
 from seedbed.sequence_models.mixers.mamba.layer import MambaBlock, MambaState
 from seedbed.sequence_models.mixers.mamba.naive import naive_selective_scan
-from seedbed.sequence_models.mixers.mamba.recurrent import recurrent_selective_scan, selective_scan_step
+from seedbed.sequence_models.mixers.mamba.recurrent import (
+    recurrent_selective_scan,
+    selective_scan_step,
+)
 
 __all__ = [
     "MambaBlock",

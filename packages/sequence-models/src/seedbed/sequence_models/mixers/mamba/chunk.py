@@ -45,7 +45,11 @@ def chunk_selective_scan(
     log_a = pad_to_chunks(df[..., None] * A, c)  # (B, n, C, E, N), <= 0
     n = log_a.shape[1]
     a_t = torch.exp(log_a).permute(2, 0, 1, 3, 4).contiguous()  # (C, B, n, E, N)
-    bx_t = pad_to_chunks((df * uf)[..., None] * Bf[:, :, None, :], c).permute(2, 0, 1, 3, 4).contiguous()
+    bx_t = (
+        pad_to_chunks((df * uf)[..., None] * Bf[:, :, None, :], c)
+        .permute(2, 0, 1, 3, 4)
+        .contiguous()
+    )
     c_t = pad_to_chunks(Cf, c).permute(2, 0, 1, 3).contiguous()  # (C, B, n, N)
 
     # 1. each chunk's end state from a zero start, all chunks at once

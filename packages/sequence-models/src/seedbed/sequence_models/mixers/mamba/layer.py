@@ -13,7 +13,10 @@ from seedbed.sequence_models.mixers._conv import causal_depthwise_conv
 from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.mamba.chunk import chunk_selective_scan
 from seedbed.sequence_models.mixers.mamba.naive import naive_selective_scan
-from seedbed.sequence_models.mixers.mamba.recurrent import recurrent_selective_scan, selective_scan_step
+from seedbed.sequence_models.mixers.mamba.recurrent import (
+    recurrent_selective_scan,
+    selective_scan_step,
+)
 
 __all__ = ["MambaBlock", "MambaState"]
 
@@ -75,7 +78,12 @@ class MambaBlock(SequenceMixer[MambaState]):
         dt_init_floor: float = 1e-4,
     ) -> None:
         super().__init__()
-        for name, val in (("d_model", d_model), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
+        for name, val in (
+            ("d_model", d_model),
+            ("d_state", d_state),
+            ("d_conv", d_conv),
+            ("expand", expand),
+        ):
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"{name} must be a positive int, got {val!r}")
         if dt_rank == "auto":
@@ -92,10 +100,14 @@ class MambaBlock(SequenceMixer[MambaState]):
         self.chunk_size = chunk_size
         e = self.d_inner
         self.in_proj = nn.Linear(d_model, 2 * e, bias=bias)
-        self.conv1d = nn.Conv1d(e, e, kernel_size=d_conv, groups=e, padding=d_conv - 1, bias=conv_bias)
+        self.conv1d = nn.Conv1d(
+            e, e, kernel_size=d_conv, groups=e, padding=d_conv - 1, bias=conv_bias
+        )
         self.x_proj = nn.Linear(e, dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(dt_rank, e, bias=True)
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float).repeat(e, 1)))
+        self.A_log = nn.Parameter(
+            torch.log(torch.arange(1, d_state + 1, dtype=torch.float).repeat(e, 1))
+        )
         self.D = nn.Parameter(torch.ones(e))
         self.out_proj = nn.Linear(e, d_model, bias=bias)
         with torch.no_grad():  # Mamba's dt init: softplus(bias) log-uniform in [dt_min, dt_max]
@@ -127,12 +139,16 @@ class MambaBlock(SequenceMixer[MambaState]):
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, L, E) each
-        xc, tail = causal_depthwise_conv(xs.transpose(1, 2), self.conv1d.weight, self.conv1d.bias, state.conv)
+        xc, tail = causal_depthwise_conv(
+            xs.transpose(1, 2), self.conv1d.weight, self.conv1d.bias, state.conv
+        )
         xc = F.silu(xc).transpose(1, 2)  # (B, L, E)
         delta, B, C = self._ssm_inputs(xc)
         A = -torch.exp(self.A_log.float())  # (E, N)
         if self.mode == "chunk":
-            y, h = chunk_selective_scan(xc, delta, A, B, C, state.ssm, True, chunk_size=self.chunk_size)
+            y, h = chunk_selective_scan(
+                xc, delta, A, B, C, state.ssm, True, chunk_size=self.chunk_size
+            )
         elif self.mode == "recurrent":
             y, h = recurrent_selective_scan(xc, delta, A, B, C, state.ssm, True)
         else:
@@ -143,7 +159,9 @@ class MambaBlock(SequenceMixer[MambaState]):
 
     def _step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
         xs, z = self.in_proj(x).chunk(2, dim=-1)  # (B, E) each
-        xc, tail = causal_depthwise_conv(xs[..., None], self.conv1d.weight, self.conv1d.bias, state.conv)
+        xc, tail = causal_depthwise_conv(
+            xs[..., None], self.conv1d.weight, self.conv1d.bias, state.conv
+        )
         xc = F.silu(xc[..., 0])  # (B, E)
         delta, B, C = self._ssm_inputs(xc)
         sd = state.ssm.dtype

@@ -45,7 +45,7 @@ def naive_selective_scan(
     log_a = (df[..., None] * A).permute(0, 2, 3, 1)  # (B, E, N, L): delta_t A, <= 0
     seg = segsum(log_a)  # (B, E, N, L_t, L_s)
     decay = torch.exp(seg)  # zero above the diagonal
-    x = (df * uf)  # (B, L, E)
+    x = df * uf  # (B, L, E)
     y = torch.einsum("btn,bents,bsn,bse->bte", Cf, decay, Bf, x)
     final = None
     if initial_state is not None or output_final_state:

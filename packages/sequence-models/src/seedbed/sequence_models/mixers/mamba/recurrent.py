@@ -1,6 +1,6 @@
 """Mamba-1 selective scan, recurrent form: one token at a time, O(E N) memory.
 
-    h_t = exp(delta_t A) ⊙ h_{t-1} + delta_t B_t u_t,      y_t = C_t · h_t
+h_t = exp(delta_t A) ⊙ h_{t-1} + delta_t B_t u_t,      y_t = C_t · h_t
 """
 
 from __future__ import annotations
@@ -13,7 +13,12 @@ __all__ = ["recurrent_selective_scan", "selective_scan_step"]
 
 
 def selective_scan_step(
-    u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    state: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One token. u, delta: (B, E); A: (E, N); B, C: (B, N); state: (B, E, N).
 

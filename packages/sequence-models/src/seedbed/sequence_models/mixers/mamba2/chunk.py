@@ -15,7 +15,12 @@ from __future__ import annotations
 
 import torch
 
-from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype, pad_to_chunks, segsum
+from seedbed.sequence_models.mixers._utils import (
+    check_chunk_size,
+    compute_dtype,
+    pad_to_chunks,
+    segsum,
+)
 from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 
 __all__ = ["chunk_ssd"]

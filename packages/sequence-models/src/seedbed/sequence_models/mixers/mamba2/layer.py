@@ -103,9 +103,15 @@ class Mamba2Block(SequenceMixer[Mamba2State]):
         self.chunk_size = chunk_size
         self.in_proj = nn.Linear(d_model, 2 * e + 2 * n_groups * d_state + n_heads, bias=False)
         self.conv1d = nn.Conv1d(
-            self.conv_dim, self.conv_dim, kernel_size=d_conv, groups=self.conv_dim, padding=d_conv - 1
+            self.conv_dim,
+            self.conv_dim,
+            kernel_size=d_conv,
+            groups=self.conv_dim,
+            padding=d_conv - 1,
         )
-        dt = torch.exp(torch.rand(n_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = torch.exp(
+            torch.rand(n_heads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+        )
         dt = dt.clamp(min=dt_init_floor)
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.A_log = nn.Parameter(torch.log(torch.empty(n_heads).uniform_(*A_init_range)))
@@ -129,12 +135,16 @@ class Mamba2Block(SequenceMixer[Mamba2State]):
         e, gn = self.d_inner, self.n_groups * self.d_state
         return torch.split(zxbcdt, [e, e + 2 * gn, self.n_heads], dim=-1)
 
-    def _stream(self, x: torch.Tensor, state: Mamba2State | None) -> tuple[torch.Tensor, Mamba2State]:
+    def _stream(
+        self, x: torch.Tensor, state: Mamba2State | None
+    ) -> tuple[torch.Tensor, Mamba2State]:
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         bsz, length, _ = x.shape
         z, xbc, dt = self._split(self.in_proj(x))
-        xbc, tail = causal_depthwise_conv(xbc.transpose(1, 2), self.conv1d.weight, self.conv1d.bias, state.conv)
+        xbc, tail = causal_depthwise_conv(
+            xbc.transpose(1, 2), self.conv1d.weight, self.conv1d.bias, state.conv
+        )
         xbc = F.silu(xbc).transpose(1, 2)  # (B, L, E + 2GN)
         gn = self.n_groups * self.d_state
         xs, B, C = torch.split(xbc, [self.d_inner, gn, gn], dim=-1)
@@ -157,7 +167,9 @@ class Mamba2Block(SequenceMixer[Mamba2State]):
     def _step(self, x: torch.Tensor, state: Mamba2State) -> tuple[torch.Tensor, Mamba2State]:
         bsz = x.shape[0]
         z, xbc, dt = self._split(self.in_proj(x))
-        xbc, tail = causal_depthwise_conv(xbc[..., None], self.conv1d.weight, self.conv1d.bias, state.conv)
+        xbc, tail = causal_depthwise_conv(
+            xbc[..., None], self.conv1d.weight, self.conv1d.bias, state.conv
+        )
         xbc = F.silu(xbc[..., 0])  # (B, E + 2GN)
         gn = self.n_groups * self.d_state
         xs, B, C = torch.split(xbc, [self.d_inner, gn, gn], dim=-1)

@@ -13,7 +13,12 @@ __all__ = ["recurrent_ssd", "ssd_step"]
 
 
 def ssd_step(
-    x: torch.Tensor, dt: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, state: torch.Tensor
+    x: torch.Tensor,
+    dt: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    state: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One token. x: (B, H, P); dt: (B, H); A: (H,); B, C: (B, G, N); state (B, H, P, N).
 
@@ -50,4 +55,3 @@ def recurrent_ssd(
         y, state = ssd_step(xf[:, t], dtf[:, t], A, Bf[:, t], Cf[:, t], state)
         ys.append(y)
     return torch.stack(ys, dim=1).to(x.dtype), (state if output_final_state else None)
-

@@ -120,7 +120,9 @@ class MultiScaleRetention(SequenceMixer[RetentionState]):
         o = self.g_norm(o.to(g.dtype))  # (..., H, D_v) normalised per head
         return self.o_proj(o.flatten(-2) * F.silu(g))
 
-    def _stream(self, x: torch.Tensor, state: RetentionState | None) -> tuple[torch.Tensor, RetentionState]:
+    def _stream(
+        self, x: torch.Tensor, state: RetentionState | None
+    ) -> tuple[torch.Tensor, RetentionState]:
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         q, k, v, g = self._qkvg(x, state.offset)

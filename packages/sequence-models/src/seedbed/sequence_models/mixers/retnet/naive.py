@@ -45,7 +45,7 @@ def naive_retention(
         o: (B, L, H, D_v) in v's dtype; final state (B, H, D_k, D_v) or None.
     """
     dtype = compute_dtype(q.dtype)
-    bsz, length, n_heads, dk = q.shape
+    _bsz, length, n_heads, dk = q.shape
     scale = dk**-0.5 if scale is None else scale
     q, k, v32 = q.to(dtype) * scale, k.to(dtype), v.to(dtype)
     log_g = retention_log_decay(n_heads, device=q.device, dtype=dtype)  # (H,)

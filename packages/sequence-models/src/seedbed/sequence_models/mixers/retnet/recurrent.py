@@ -14,7 +14,11 @@ __all__ = ["recurrent_retention", "retention_step"]
 
 
 def retention_step(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: torch.Tensor, scale: float | None = None
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    state: torch.Tensor,
+    scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One token. q, k: (B, H, D_k); v: (B, H, D_v); state: (B, H, D_k, D_v).
 

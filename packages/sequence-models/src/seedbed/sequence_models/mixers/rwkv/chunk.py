@@ -20,7 +20,9 @@ __all__ = ["chunk_wkv"]
 def _safe_log(x: torch.Tensor) -> torch.Tensor:
     """log(x) where x > 0, a huge negative number elsewhere (finite, so no NaN gradients)."""
     pos = x > 0
-    return torch.where(pos, torch.log(torch.where(pos, x, torch.ones_like(x))), torch.full_like(x, -1e30))
+    return torch.where(
+        pos, torch.log(torch.where(pos, x, torch.ones_like(x))), torch.full_like(x, -1e30)
+    )
 
 
 def chunk_wkv(
@@ -87,7 +89,9 @@ def chunk_wkv(
     #    output t is k_s + bias[t, s]: -(t - 1 - s) w in the past, u on the diagonal, -inf
     #    in the future (one small (C, C, D) table, added to the keys in a single pass)
     rel = (pos[:, None] - 1 - pos[None, :])[..., None]  # (C_t, C_s, 1): t - 1 - s
-    bias = torch.where(rel >= 0, -rel.clamp(min=0) * w, torch.where(rel == -1, u, neg_inf))  # (C, C, D)
+    bias = torch.where(
+        rel >= 0, -rel.clamp(min=0) * w, torch.where(rel == -1, u, neg_inf)
+    )  # (C, C, D)
     logits = kc[:, :, None, :, :] + bias  # (B, n, C_t, C_s, D)
     init = max_in[:, :, None, :] - pos[None, None, :, None] * w  # (B, n, C, D)
     m = torch.maximum(init, logits.amax(dim=3)).detach()

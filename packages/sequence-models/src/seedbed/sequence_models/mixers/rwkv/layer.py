@@ -135,7 +135,10 @@ class RWKVTimeMix(SequenceMixer[RWKVTimeMixState]):
 
     def _mix(self, x: torch.Tensor, shifted: torch.Tensor):  # type: ignore[no-untyped-def]
         # (D,) views broadcast against both (B, L, D) and (B, D)
-        mk, mv, mr = (m.reshape(-1) for m in (self.time_mix_key, self.time_mix_value, self.time_mix_receptance))
+        mk, mv, mr = (
+            m.reshape(-1)
+            for m in (self.time_mix_key, self.time_mix_value, self.time_mix_receptance)
+        )
         k = self.key(x * mk + shifted * (1 - mk))
         v = self.value(x * mv + shifted * (1 - mv))
         r = torch.sigmoid(self.receptance(x * mr + shifted * (1 - mr)))
@@ -158,7 +161,9 @@ class RWKVTimeMix(SequenceMixer[RWKVTimeMixState]):
         y = self.output(r * o)  # (B, L, D)
         return y, RWKVTimeMixState(shift=x[:, -1], wkv=wkv)
 
-    def _step(self, x: torch.Tensor, state: RWKVTimeMixState) -> tuple[torch.Tensor, RWKVTimeMixState]:
+    def _step(
+        self, x: torch.Tensor, state: RWKVTimeMixState
+    ) -> tuple[torch.Tensor, RWKVTimeMixState]:
         r, k, v = self._mix(x, state.shift.to(x.dtype))  # (B, D_att) each
         wkv_dtype = state.wkv.dtype
         o, wkv = wkv_step(
@@ -179,7 +184,9 @@ class RWKVChannelMix(nn.Module):
         x: (B, L, D), prev: (B, D) the token before x -> (B, L, D).
     """
 
-    def __init__(self, d_model: int, d_ffn: int | None = None, *, layer_id: int = 0, n_layers: int = 1):
+    def __init__(
+        self, d_model: int, d_ffn: int | None = None, *, layer_id: int = 0, n_layers: int = 1
+    ):
         super().__init__()
         d_ffn = 4 * d_model if d_ffn is None else d_ffn
         if not isinstance(d_ffn, int) or d_ffn < 1:

@@ -63,7 +63,9 @@ def naive_wkv(
     diag = (u + k)[:, :, None, :]  # (B, L, 1, D)
     eye = torch.eye(length, dtype=torch.bool, device=k.device)[None, :, :, None]
     past = (rel >= 0)[None, :, :, None]
-    logits = torch.where(eye, diag, torch.where(past, logits, torch.full_like(logits, float("-inf"))))
+    logits = torch.where(
+        eye, diag, torch.where(past, logits, torch.full_like(logits, float("-inf")))
+    )
     init = max0[:, None, :] - t[None, :, None] * w  # (B, L, D) exponent of the carried state
 
     m = torch.maximum(init, logits.amax(dim=2)).detach()  # (B, L, D)
