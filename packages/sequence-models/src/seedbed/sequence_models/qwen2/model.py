@@ -73,26 +73,22 @@ class Qwen2DecoderLayer(nn.Module):
         cache: KVCache | None,
         causal: bool,
     ) -> torch.Tensor:
-        """:meth:`forward` on arguments :class:`Qwen2Model` has checked, with shared RoPE tables
-        ``cos, sin`` (S, 1, D) or (B, S, 1, D): no per-layer re-validation or module-call overhead."""
-        h = self.self_attn._attend(
-            self.input_layernorm._norm(x), cos, sin, attn_mask, cache, causal
-        )
-        x = x + h
-        return x + self.mlp._mlp(self.post_attention_layernorm._norm(x))
+        """:meth:`forward` on arguments :class:`Qwen2Model` has checked, with RoPE tables
+        ``rope._fast_tables(positions)`` shared by all layers: no per-layer re-validation and
+        no module-call machinery (the caller checks :meth:`_hook_free` first)."""
+        m = self._modules  # direct lookups: nn.Module.__getattr__ is slow on this path
+        attn: MultiHeadAttention = m["self_attn"]  # type: ignore[assignment]
+        mlp: SwiGLU = m["mlp"]  # type: ignore[assignment]
+        norm1: RMSNorm = m["input_layernorm"]  # type: ignore[assignment]
+        norm2: RMSNorm = m["post_attention_layernorm"]  # type: ignore[assignment]
+        x = x + attn._attend(norm1._norm(x), cos, sin, attn_mask, cache, causal)
+        return x + mlp._mlp(norm2._norm(x))
 
     def _hook_free(self) -> bool:
-        """Whether calling :meth:`_step` skips no forward hook of this layer or its blocks."""
-        return not any(
-            m._forward_hooks or m._forward_pre_hooks
-            for m in (
-                self,
-                self.self_attn,
-                self.mlp,
-                self.input_layernorm,
-                self.post_attention_layernorm,
-            )
-        )
+        """Whether :meth:`_step` skips no forward hook of this layer or of its blocks."""
+        if self._forward_hooks or self._forward_pre_hooks:
+            return False
+        return not any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
 
 
 def positions_from_mask(attention_mask: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -357,7 +353,7 @@ class Qwen2Model(nn.Module):
                 raise ValueError(
                     f"positions must be (S,) or (B, S) with B={b}, S={s}, got {tuple(positions.shape)}"
                 )
-            cos, sin = self.rope(positions)  # (S, 1, D) or (B, S, 1, D)
+            cos, sin = self.rope._fast_tables(positions)  # (S, 1, D) or (B, S, 1, D)
             for i, layer in enumerate(layers):
                 mask = None if masks is None else masks[self.windows[i]]
                 cache = None if caches is None else caches[i]
@@ -377,15 +373,16 @@ class Qwen2Model(nn.Module):
         """What ``MultiHeadAttention`` checks per call, done once for every layer's cache."""
         c = self.config
         want = (b, c.num_key_value_heads, c.head_dim)
+        dtype = self.dtype
         for i, cache in enumerate(caches):
             if not isinstance(cache, KVCache):
                 raise TypeError(f"caches[{i}] must be a KVCache, got {type(cache).__name__}")
             got = (cache.batch_size, cache.n_kv_heads, cache.head_dim)
             if got != want:
                 raise ValueError(f"caches[{i}] must have (B, H_kv, D) = {want}, got {got}")
-            if cache.dtype != self.dtype:
+            if cache.dtype != dtype:
                 raise TypeError(
-                    f"caches[{i}] dtype must equal the model's {self.dtype}, got {cache.dtype}"
+                    f"caches[{i}] dtype must equal the model's {dtype}, got {cache.dtype}"
                 )
             if cache.size + s > cache.max_seq_len:
                 raise ValueError(
