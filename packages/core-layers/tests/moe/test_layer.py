@@ -163,3 +163,12 @@ def test_layer_accepts_router_instance_and_rejects_bad_config() -> None:
         MoELayer(16, 32, 4, router="hash", capacity_factor=1.0)
     with pytest.raises(ValueError, match="d_model=16"):
         MoELayer(16, 32, 4)(torch.randn(3, 15))
+
+
+def test_naive_loop_variants_agree() -> None:
+    torch.manual_seed(0)
+    layer = MoELayer(8, 12, 4, top_k=2).double()
+    x = torch.randn(20, 8, dtype=torch.float64)
+    r = layer.router(x)
+    args = (x, r.expert_index, r.gates, r.keep, layer.gate_up_proj, layer.down_proj)
+    torch.testing.assert_close(naive_moe(*args, unbind_weights=True), naive_moe(*args))

@@ -50,7 +50,7 @@ class SwiGLU(nn.Module):
         mods = self._modules  # direct lookups: nn.Module.__getattr__ is slow on this path
         fused = _fused_linear((mods["gate_proj"], mods["up_proj"]), self._gate_up)
         if fused is None:
-            h = F.silu(mods["gate_proj"](x)) * mods["up_proj"](x)  # (..., hidden)
+            h = F.silu(self.gate_proj(x)) * self.up_proj(x)  # (..., hidden)
         else:
             if fused is not self._gate_up:
                 self._gate_up = fused
@@ -59,8 +59,9 @@ class SwiGLU(nn.Module):
         return _linear(mods["down_proj"], h)  # (..., dim)
 
 
-# (key of the source tensors, fused weight (sum of outs, in), fused bias or None)
-FusedLinear = tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None]
+# (key of the source tensors, fused weight (sum of outs, in), fused bias or None, the source
+# tensors themselves: held so that no new tensor can reuse their addresses while cached)
+FusedLinear = tuple[tuple[int, ...], torch.Tensor, torch.Tensor | None, tuple[torch.Tensor, ...]]
 
 
 def _plain_linear(m: nn.Module | None) -> bool:
@@ -79,7 +80,9 @@ def _linear(m: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     assert m is not None
     if _plain_linear(m):
         p = m._parameters
-        return F.linear(x, p["weight"], p["bias"])
+        w = p["weight"]
+        assert w is not None
+        return F.linear(x, w, p["bias"])
     out: torch.Tensor = m(x)
     return out
 
@@ -92,8 +95,10 @@ def _fused_linear(
     Returns None (run them one by one) unless all are hook-free ``nn.Linear`` with biases on
     all or none, and no gradient is needed for their parameters. ``cached`` is reused while
     every source tensor keeps its storage and version counter (so in-place updates such as
-    ``load_state_dict`` or an optimiser step rebuild it); otherwise a new copy is made.
-    Costs one extra copy of the fused weights in memory.
+    ``load_state_dict``, ``nn.init`` or an optimiser step rebuild it); otherwise a new copy is
+    made. Writes through ``param.data`` bypass the version counter and are not seen: set the
+    owner's cache attribute (``_qkv`` / ``_gate_up``) to None after such edits. Costs one extra
+    copy of the fused weights in memory.
     """
     weights: list[torch.Tensor] = []
     biases: list[torch.Tensor] = []
@@ -118,4 +123,4 @@ def _fused_linear(
     with torch.no_grad():
         w_cat = torch.cat(weights).detach()  # (sum of outs, in)
         b_cat = torch.cat(biases).detach() if biases else None
-    return key, w_cat, b_cat
+    return key, w_cat, b_cat, tuple(tensors)

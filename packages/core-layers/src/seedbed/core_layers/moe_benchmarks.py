@@ -18,7 +18,6 @@ Registered benchmarks (``seedbed-eval --only 'core_layers:<name>'``): :func:`ben
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import sysconfig
 from collections.abc import Callable, Sequence
@@ -57,7 +56,7 @@ def _grouped_mm_flops(
         return 2 * a_shape[0] * a_shape[1] * b_shape[1]
     if len(a_shape) == 3 and len(b_shape) == 3:  # batched (G, M, K) x (G, K, N)
         return 2 * a_shape[0] * a_shape[1] * a_shape[2] * b_shape[2]
-    return 2 * math.prod(a_shape) * b_shape[-1]  # (G, M, K) x (K, N) jagged N
+    return 2 * a_shape[-2] * a_shape[-1] * b_shape[-1]  # (G, M, K) x (K, N), N jagged over G
 
 
 if hasattr(torch.ops.aten, "_grouped_mm") and torch.ops.aten._grouped_mm not in flop_registry:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from seedbed.core_layers._checks import check_positive_int, check_tensor
@@ -56,15 +55,14 @@ class RMSNorm(nn.Module):
         return self._norm(x)
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
-        """:meth:`forward` without its checks (for callers that validated ``x`` already).
-
-        ``F.rms_norm`` in float32 computes ``x * rsqrt(mean(x^2) + eps) * weight`` in one
-        kernel; it gives the same float32 values as the three-step HF formula.
-        """
-        w = self.weight
-        if x.dtype == torch.float32 and w.dtype == torch.float32:
-            return F.rms_norm(x, (self.dim,), w, self.eps)  # (..., dim)
-        return F.rms_norm(x.float(), (self.dim,), w.float(), self.eps).to(x.dtype)
+        """:meth:`forward` without its checks (for callers that validated ``x`` already)."""
+        w = self._parameters["weight"]
+        assert w is not None
+        if x.dtype == torch.float32 and w.dtype == torch.float32:  # no casts needed
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)  # (..., dim)
+        return (x32 * w.float()).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.dim}, eps={self.eps}"

@@ -230,7 +230,7 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
             progress=False,
         )
     else:
-        results = run_grid(["attention"], [(64, 4)], d_models=[128], lrs=[3e-3], quick=True, time_budget_s=60.0,
+        results = run_grid(["attention"], [(64, 4)], d_models=[128], lrs=[3e-3], quick=True, time_budget_s=45.0,
                            num_train=8192, num_test=500, progress=False)  # fmt: skip
     out = []
     for r in results:

@@ -167,7 +167,7 @@ class MultiHeadAttention(nn.Module):
                     f"positions must be (S,) or (B, S) with B={b}, S={s}, got {tuple(positions.shape)}"
                 )
         else:
-            cos = sin = None
+            cos = sin = None  # type: ignore[assignment]
         if attn_mask is not None:
             n_keys = s + (cache.size if cache is not None else 0)
             check_attn_mask(attn_mask, b, self.n_heads, s, n_keys)
@@ -207,9 +207,9 @@ class MultiHeadAttention(nn.Module):
             q, k = qk.narrow(2, 0, h), qk.narrow(2, h, h_kv)  # (B, S, H|H_kv, D)
             v = qkv.narrow(2, h + h_kv, h_kv)  # (B, S, H_kv, D)
         else:
-            q = mods["q_proj"](x).view(b, s, h, d)  # (B, S, H, D)
-            k = mods["k_proj"](x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
-            v = mods["v_proj"](x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
+            q = self.q_proj(x).view(b, s, h, d)  # (B, S, H, D)
+            k = self.k_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
+            v = self.v_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
             if rope is not None and cos is not None and sin is not None:
                 q, k = rope._fast_rotate(q, cos, sin), rope._fast_rotate(k, cos, sin)
         if cache is not None:  # (B, S_total, H_kv, D)

@@ -87,7 +87,7 @@ def run_grid(
                     cfg = TrainConfig(
                         mixer=mixer, d_model=d_model, n_layers=n_layers, lr=lr,
                         batch_size=batch_size or (FULL_BATCH.get(seq_len, 128) if not quick else 64),
-                        epochs=epochs if epochs is not None else (64.0 if not quick else 1.0),
+                        epochs=epochs if epochs is not None else (64.0 if not quick and max_steps is None else 1.0 if max_steps is None else 1e9),
                         max_steps=max_steps, time_budget_s=time_budget_s, device=device, seed=seed,
                         progress=progress,
                     )  # fmt: skip
@@ -212,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if quick and budget is None and args.steps is None and args.epochs is None:
         # ~10 minutes on 2 CPU cores in all: data, evaluation and the training budget
         runs = len(settings) * len(d_models) * len(mixers) * len(lrs)
-        budget = max(10.0, 480.0 / runs)
+        budget = max(10.0, 420.0 / runs)
     results = run_grid(
         mixers, settings, d_models=d_models, lrs=lrs, quick=quick, time_budget_s=budget, max_steps=args.steps,
         epochs=args.epochs, num_train=args.num_train, num_test=args.num_test, vocab_size=args.vocab_size,

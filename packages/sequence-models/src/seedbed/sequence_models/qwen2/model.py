@@ -88,7 +88,10 @@ class Qwen2DecoderLayer(nn.Module):
         """Whether :meth:`_step` skips no forward hook of this layer or of its blocks."""
         if self._forward_hooks or self._forward_pre_hooks:
             return False
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in self._modules.values())
+        return not any(
+            m is not None and (m._forward_hooks or m._forward_pre_hooks)
+            for m in self._modules.values()
+        )
 
 
 def positions_from_mask(attention_mask: torch.Tensor, seq_len: int) -> torch.Tensor:

@@ -242,8 +242,8 @@ class HyenaOperator(SequenceMixer[HyenaState]):
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
         if self.mode == "recurrent":
             ys = []
-            for t in range(x.shape[1]):
-                y_t, state = self._step(x[:, t], state)
+            for x_t in x.unbind(1):
+                y_t, state = self._step(x_t, state)
                 ys.append(y_t)
             return torch.stack(ys, dim=1), state
         d, _length, total = self.d_model, x.shape[1], state.offset + x.shape[1]

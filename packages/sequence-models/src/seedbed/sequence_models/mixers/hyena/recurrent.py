@@ -37,7 +37,7 @@ def recurrent_causal_conv(
     :func:`direct_causal_conv`."""
     hist = u.new_zeros(u.shape[0], u.shape[1], 0) if history is None else history
     ys = []
-    for t in range(u.shape[-1]):
-        y, hist = cached_conv_step(u[..., t], k, hist, bias)
+    for u_t in u.unbind(-1):
+        y, hist = cached_conv_step(u_t, k, hist, bias)
         ys.append(y)
     return torch.stack(ys, dim=-1)

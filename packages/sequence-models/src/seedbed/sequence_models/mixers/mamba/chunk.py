@@ -52,10 +52,14 @@ def chunk_selective_scan(
     )
     c_t = pad_to_chunks(Cf, c).permute(2, 0, 1, 3).contiguous()  # (C, B, n, N)
 
+    # unbind (not indexing) inside loops: its backward stacks the gradients once instead of
+    # filling a full-size zero tensor per step
+    a_steps, bx_steps, c_steps = a_t.unbind(0), bx_t.unbind(0), c_t.unbind(0)
+
     # 1. each chunk's end state from a zero start, all chunks at once
-    h = torch.zeros_like(bx_t[0])  # (B, n, E, N)
-    for t in range(c):
-        h = a_t[t] * h + bx_t[t]
+    h = torch.zeros_like(bx_steps[0])  # (B, n, E, N)
+    for a_s, bx_s in zip(a_steps, bx_steps):
+        h = a_s * h + bx_s
     chunk_decay = torch.exp(log_a.sum(dim=2))  # (B, n, E, N): exp of the chunk's log-decay
 
     # 2. carry the state across chunks
@@ -65,15 +69,15 @@ def chunk_selective_scan(
         else initial_state.to(dtype)
     )
     starts = []
-    for j in range(n):
+    for decay_j, h_j in zip(chunk_decay.unbind(1), h.unbind(1)):
         starts.append(state)
-        state = chunk_decay[:, j] * state + h[:, j]
+        state = decay_j * state + h_j
 
     # 3. rerun every chunk from its true start state and read out y_t = C_t . h_t
     h = torch.stack(starts, dim=1)  # (B, n, E, N)
     ys = []
-    for t in range(c):
-        h = a_t[t] * h + bx_t[t]
-        ys.append(torch.einsum("bjes,bjs->bje", h, c_t[t]))
+    for a_s, bx_s, c_s in zip(a_steps, bx_steps, c_steps):
+        h = a_s * h + bx_s
+        ys.append(torch.einsum("bjes,bjs->bje", h, c_s))
     y = torch.stack(ys, dim=2).reshape(bsz, n * c, e)[:, :length]  # (B, L, E)
     return y.to(u.dtype), (state if output_final_state else None)

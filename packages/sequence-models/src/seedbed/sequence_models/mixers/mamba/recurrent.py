@@ -46,7 +46,7 @@ def recurrent_selective_scan(
         else initial_state.to(dtype)
     )
     ys = []
-    for t in range(u.shape[1]):
-        y, state = selective_scan_step(uf[:, t], df[:, t], A, Bf[:, t], Cf[:, t], state)
+    for u_t, d_t, b_t, c_t in zip(uf.unbind(1), df.unbind(1), Bf.unbind(1), Cf.unbind(1)):
+        y, state = selective_scan_step(u_t, d_t, A, b_t, c_t, state)
         ys.append(y)
     return torch.stack(ys, dim=1).to(u.dtype), (state if output_final_state else None)

@@ -65,9 +65,9 @@ def chunk_ssd(
     )
     chunk_decay = torch.exp(acum[..., -1])  # (B, H, n)
     starts = []
-    for j in range(n):
+    for decay_j, local_j in zip(chunk_decay.unbind(2), local.unbind(1)):  # unbind: cheap backward
         starts.append(state)
-        state = chunk_decay[:, :, j, None, None] * state + local[:, j]
+        state = decay_j[..., None, None] * state + local_j
     s_in = torch.stack(starts, dim=1)  # (B, n, H, P, N)
 
     # 4. off-diagonal blocks: the carried state read out by C, decayed from the chunk start

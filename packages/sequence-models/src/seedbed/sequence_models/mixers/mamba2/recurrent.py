@@ -43,7 +43,7 @@ def recurrent_ssd(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token-by-token SSD. Same arguments and results as :func:`naive_ssd`."""
     dtype = compute_dtype(x.dtype)
-    bsz, length, h, p = x.shape
+    bsz, _length, h, p = x.shape
     xf, dtf, A, Bf, Cf = x.to(dtype), dt.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype)
     state = (
         torch.zeros(bsz, h, p, B.shape[-1], device=x.device, dtype=dtype)
@@ -51,7 +51,7 @@ def recurrent_ssd(
         else initial_state.to(dtype)
     )
     ys = []
-    for t in range(length):
-        y, state = ssd_step(xf[:, t], dtf[:, t], A, Bf[:, t], Cf[:, t], state)
+    for x_t, dt_t, b_t, c_t in zip(xf.unbind(1), dtf.unbind(1), Bf.unbind(1), Cf.unbind(1)):
+        y, state = ssd_step(x_t, dt_t, A, b_t, c_t, state)
         ys.append(y)
     return torch.stack(ys, dim=1).to(x.dtype), (state if output_final_state else None)

@@ -61,9 +61,10 @@ def chunk_retention(
         else initial_state.to(dtype)
     )
     carried = []
-    for j in range(n):
+    chunk_decay = torch.exp(lengths[:, None] * log_g)  # (n, H): gamma^len
+    for decay_j, local_j in zip(chunk_decay.unbind(0), local.unbind(1)):  # unbind: cheap backward
         carried.append(state)
-        state = torch.exp(lengths[j] * log_g)[None, :, None, None] * state + local[:, j]
+        state = decay_j[None, :, None, None] * state + local_j
     s_in = torch.stack(carried, dim=1)  # (B, n, H, D_k, D_v)
 
     decay_in = torch.exp((pos[:, None] + 1) * log_g[None, :])  # (C, H): gamma^(i+1)

@@ -40,7 +40,7 @@ def recurrent_retention(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token-by-token retention. Same arguments and results as :func:`naive_retention`."""
     dtype = compute_dtype(q.dtype)
-    bsz, length, n_heads, dk = q.shape
+    bsz, _length, n_heads, dk = q.shape
     qc, kc, vc = q.to(dtype), k.to(dtype), v.to(dtype)
     state = (
         torch.zeros(bsz, n_heads, dk, v.shape[-1], device=q.device, dtype=dtype)
@@ -48,7 +48,7 @@ def recurrent_retention(
         else initial_state.to(dtype)
     )
     outs = []
-    for t in range(length):
-        o, state = retention_step(qc[:, t], kc[:, t], vc[:, t], state, scale)
+    for q_t, k_t, v_t in zip(qc.unbind(1), kc.unbind(1), vc.unbind(1)):
+        o, state = retention_step(q_t, k_t, v_t, state, scale)
         outs.append(o)
     return torch.stack(outs, dim=1).to(v.dtype), (state if output_final_state else None)

@@ -41,7 +41,7 @@ def recurrent_wkv(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token-by-token WKV. Same arguments and results as :func:`naive_wkv`."""
     dtype = compute_dtype(k.dtype)
-    bsz, length, dim = k.shape
+    bsz, _length, dim = k.shape
     kc, vc, w, u = k.to(dtype), v.to(dtype), w.to(dtype), u.to(dtype)
     state = (
         empty_wkv_state(bsz, dim, device=k.device, dtype=dtype)
@@ -49,7 +49,7 @@ def recurrent_wkv(
         else initial_state.to(dtype)
     )
     outs = []
-    for t in range(length):
-        o, state = wkv_step(w, u, kc[:, t], vc[:, t], state)
+    for k_t, v_t in zip(kc.unbind(1), vc.unbind(1)):
+        o, state = wkv_step(w, u, k_t, v_t, state)
         outs.append(o)
     return torch.stack(outs, dim=1).to(v.dtype), (state if output_final_state else None)
