@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from seedbed.core_layers import RMSNorm
 from seedbed.sequence_models.mixers._conv import causal_depthwise_conv
 from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.mamba2.chunk import chunk_ssd
@@ -17,6 +16,24 @@ from seedbed.sequence_models.mixers.mamba2.naive import naive_ssd
 from seedbed.sequence_models.mixers.mamba2.recurrent import recurrent_ssd, ssd_step
 
 __all__ = ["Mamba2Block", "Mamba2State"]
+
+
+class GroupRMSNorm(nn.Module):
+    """RMS norm over each of ``n_groups`` equal slices of the last dim (Mamba-2's gated norm
+    normalises per group of B/C heads), with one weight of the full width; float32 inside.
+    With one group it is core-layers' RMSNorm."""
+
+    def __init__(self, dim: int, n_groups: int = 1, eps: float = 1e-5) -> None:
+        super().__init__()
+        if dim % n_groups:
+            raise ValueError(f"dim={dim} must be divisible by n_groups={n_groups}")
+        self.n_groups, self.eps = n_groups, eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float().unflatten(-1, (self.n_groups, -1))  # (..., G, dim / G)
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (x32.flatten(-2) * self.weight.float()).to(x.dtype)
 
 
 @dataclasses.dataclass
@@ -38,8 +55,8 @@ class Mamba2Block(SequenceMixer[Mamba2State]):
 
     ``z, xBC, dt = in_proj(u)``; ``x, B, C = split(silu(conv1d(xBC)))``;
     ``dt = softplus(dt + dt_bias)``; ``y = SSD(x; dt, A=-exp(A_log), B, C) + D x``;
-    ``out = out_proj(RMSNorm(y * silu(z)))`` (the gated norm). Parameter names follow HF
-    transformers' ``Mamba2Mixer`` (one group of the gated norm).
+    ``out = out_proj(RMSNorm(y * silu(z)))`` (the gated norm, per group). Parameter names
+    follow HF transformers' ``Mamba2Mixer``, whose state dict loads directly.
 
     Args:
         d_model: model dimension D.
@@ -116,7 +133,7 @@ class Mamba2Block(SequenceMixer[Mamba2State]):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
         self.A_log = nn.Parameter(torch.log(torch.empty(n_heads).uniform_(*A_init_range)))
         self.D = nn.Parameter(torch.ones(n_heads))
-        self.norm = RMSNorm(e, eps=norm_eps)
+        self.norm = GroupRMSNorm(e, n_groups, eps=norm_eps)
         self.out_proj = nn.Linear(e, d_model, bias=False)
 
     def init_state(self, batch_size, *, device=None, dtype=None) -> Mamba2State:  # type: ignore[no-untyped-def]
