@@ -86,7 +86,7 @@ def _op_cases(
         ),
         "mamba": (
             lambda: recurrent_selective_scan(xs, delta, A, B, C),
-            lambda: chunk_selective_scan(xs, delta, A, B, C, chunk_size=64),
+            lambda: chunk_selective_scan(xs, delta, A, B, C, chunk_size=32),
             "E=128 N=16",
         ),
         "mamba2": (
@@ -109,7 +109,7 @@ def bench_chunked_vs_recurrent(full: bool = False) -> list[dict[str, Any]]:
     out = []
     with torch.no_grad(), _threads(1):
         for name, (rec, chunk, size) in _op_cases(length, g).items():
-            t_rec, t_chunk, speedup = timed_ratio(rec, chunk, repeats=3 if full else 1, warmup=1)
+            t_rec, t_chunk, speedup = timed_ratio(rec, chunk, repeats=7 if full else 3, warmup=1)
             note = f"{name} op, B=1 L={length} {size}, fp32, recurrent {t_rec * 1e3:.0f} ms vs chunked {t_chunk * 1e3:.1f} ms, {_device_note()}"
             out.append(
                 Metric(

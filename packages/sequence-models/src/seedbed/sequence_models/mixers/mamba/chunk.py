@@ -1,18 +1,24 @@
 """Mamba-1 selective scan, chunked form (the training path), decays in log space.
 
-Two levels, as in a chunked linear-recurrence scan:
+The sequence is cut into L/C chunks of C tokens, and every chunk is scanned at once: C
+vectorised steps over (B, L/C, E, N) slices instead of L steps over (B, E, N).
 
-1. inside each chunk of C tokens, the scan from a zero state, run for all L/C chunks at
-   once (C vectorised steps instead of L), keeping only each chunk's end state;
-2. across chunks, the state at each chunk start is carried by a loop over the L/C chunks,
-   with the chunk's total decay ``exp(sum_r delta_r A)`` (a sum of log-decays <= 0);
-3. inside each chunk again, all chunks at once, the scan restarted from its true start
-   state, reading out ``y_t = C_t · h_t`` as it goes (no (L, E, N) state tensor is kept).
+1. inside each chunk, from a zero state, keeping each step's decay ``exp(delta_t A)`` and
+   input ``delta_t B_t u_t`` (the tensors autograd would keep anyway);
+2. across chunks, the state entering each chunk is carried by a loop over the L/C chunks,
+   with the chunk's total decay ``exp(A sum_t delta_t)`` (a sum of log-decays <= 0);
+3. inside each chunk again, the same steps rerun from the true entering state, reading out
+   ``y_t = C_t · h_t`` as they go (no (L, E, N) state tensor is kept).
 
 Decays are only ever ``exp`` of sums of ``delta A <= 0`` (never their reciprocals, as the
 ``exp(-cumsum)`` trick would need), so strong decay underflows to 0 instead of overflowing.
 Chunk sizes need not divide L: the tail is padded with ``delta = 0`` (decay 1, no input),
 which leaves the state unchanged.
+
+Speed note (CPU): both this form and the recurrent loop must compute one ``exp`` and a few
+multiply-adds per (token, channel, state); this form only removes the per-token Python and
+dispatch overhead, so its advantage over the recurrent loop shrinks as E * N grows
+(``mixer_benchmarks.bench_chunked_vs_recurrent`` measures it).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def chunk_selective_scan(
     C: torch.Tensor,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
-    chunk_size: int = 64,
+    chunk_size: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked selective scan. Same arguments and results as :func:`naive_selective_scan`,
     plus ``chunk_size``."""
@@ -41,26 +47,26 @@ def chunk_selective_scan(
     bsz, length, e = u.shape
     c = min(chunk_size, length)
     uf, df, A, Bf, Cf = u.to(dtype), delta.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype)
-    # time-major chunks: (C, B, n, ...) so that each scan step reads contiguous memory
-    log_a = pad_to_chunks(df[..., None] * A, c)  # (B, n, C, E, N), <= 0
-    n = log_a.shape[1]
-    a_t = torch.exp(log_a).permute(2, 0, 1, 3, 4).contiguous()  # (C, B, n, E, N)
-    bx_t = (
-        pad_to_chunks((df * uf)[..., None] * Bf[:, :, None, :], c)
-        .permute(2, 0, 1, 3, 4)
-        .contiguous()
-    )
-    c_t = pad_to_chunks(Cf, c).permute(2, 0, 1, 3).contiguous()  # (C, B, n, N)
 
-    # unbind (not indexing) inside loops: its backward stacks the gradients once instead of
-    # filling a full-size zero tensor per step
-    a_steps, bx_steps, c_steps = a_t.unbind(0), bx_t.unbind(0), c_t.unbind(0)
+    def steps(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(B, L, K) -> C step slices of shape (B, n, K): slice s holds token s of each chunk."""
+        return tuple(pad_to_chunks(x, c).unbind(2))
+
+    d_chunks = pad_to_chunks(df, c)  # (B, n, C, E)
+    d_steps, du_steps, b_steps, c_steps = d_chunks.unbind(2), steps(df * uf), steps(Bf), steps(Cf)
+    n = d_chunks.shape[1]
 
     # 1. each chunk's end state from a zero start, all chunks at once
-    h = torch.zeros_like(bx_steps[0])  # (B, n, E, N)
-    for a_s, bx_s in zip(a_steps, bx_steps):
-        h = a_s * h + bx_s
-    chunk_decay = torch.exp(log_a.sum(dim=2))  # (B, n, E, N): exp of the chunk's log-decay
+    decays, inputs = [], []
+    h: torch.Tensor | None = None
+    for d_s, du_s, b_s in zip(d_steps, du_steps, b_steps):
+        a_s = torch.exp(d_s[..., None] * A)  # (B, n, E, N), in (0, 1]
+        bx_s = du_s[..., None] * b_s[..., None, :]  # (B, n, E, N)
+        decays.append(a_s)
+        inputs.append(bx_s)
+        h = bx_s if h is None else torch.addcmul(bx_s, a_s, h)
+    assert h is not None  # c >= 1
+    chunk_decay = torch.exp(d_chunks.sum(dim=2)[..., None] * A)  # (B, n, E, N)
 
     # 2. carry the state across chunks
     state = (
@@ -71,13 +77,13 @@ def chunk_selective_scan(
     starts = []
     for decay_j, h_j in zip(chunk_decay.unbind(1), h.unbind(1)):
         starts.append(state)
-        state = decay_j * state + h_j
+        state = torch.addcmul(h_j, decay_j, state)
 
     # 3. rerun every chunk from its true start state and read out y_t = C_t . h_t
     h = torch.stack(starts, dim=1)  # (B, n, E, N)
     ys = []
-    for a_s, bx_s, c_s in zip(a_steps, bx_steps, c_steps):
-        h = a_s * h + bx_s
-        ys.append(torch.einsum("bjes,bjs->bje", h, c_s))
-    y = torch.stack(ys, dim=2).reshape(bsz, n * c, e)[:, :length]  # (B, L, E)
+    for a_s, bx_s, c_s in zip(decays, inputs, c_steps):
+        h = torch.addcmul(bx_s, a_s, h)
+        ys.append(torch.matmul(h, c_s[..., None]))  # (B, n, E, 1)
+    y = torch.cat(ys, dim=-1).transpose(2, 3).reshape(bsz, n * c, e)[:, :length]  # (B, L, E)
     return y.to(u.dtype), (state if output_final_state else None)

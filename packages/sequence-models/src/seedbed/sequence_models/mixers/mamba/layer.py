@@ -70,7 +70,7 @@ class MambaBlock(SequenceMixer[MambaState]):
         dt_rank: int | str = "auto",
         *,
         mode: str = "chunk",
-        chunk_size: int = 64,
+        chunk_size: int = 32,
         conv_bias: bool = True,
         bias: bool = False,
         dt_min: float = 0.001,
