@@ -143,14 +143,15 @@ def _operating_point(
 def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
     """Recall@10 and speed of FAISS HNSW / IVF vs exact search; VectorStore vs IndexFlatIP.
 
-    Two 128-d unit-vector sets of the same size: i.i.d. uniform on the sphere, and a mixture
-    around random centres. On i.i.d. uniform data in 128 dimensions the nearest neighbours are
-    barely closer than random points, so no partition or graph index reaches recall 0.95
-    without scanning most of the data; those numbers are reported without a target. The
-    targets (recall >= 0.95 at >= 20x the QPS of numpy brute force) apply to the mixture; the
-    20x one at the full 200k size only, since an index's advantage grows with N (quick mode,
-    30k vectors, reports it). Each index is read at the smallest efSearch / nprobe that
-    reaches recall 0.95.
+    Two 128-d unit-vector sets of the same size: i.i.d. uniform on the sphere (the issue's
+    data set) and a mixture around random centres (closer to real embeddings). Both carry the
+    targets: recall@10 >= 0.95, at >= 20x the QPS of numpy brute force (the QPS target at the
+    full 200k size only, since an index's advantage grows with N; quick mode, 30k vectors,
+    reports it). Each index is read at the smallest efSearch / nprobe that reaches recall
+    0.95. On i.i.d. uniform data in 128 dimensions the 10 nearest neighbours are barely
+    closer than random points (cosine ~0.33 against a spread of ~0.09), so graph and
+    partition indexes must visit a large share of the data to reach 0.95: the i.i.d. QPS
+    targets are expected to fail, and they are reported as measured.
     """
     n, d, nq, k = (200_000, 128, 1000, 10) if full else (30_000, 128, 300, 10)
     nlist = 1024 if full else 128
@@ -203,14 +204,13 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
             )
             faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
             hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
-            hnsw.hnsw.efConstruction = 80
+            hnsw.hnsw.efConstruction = 200
             hnsw.add(base)
             ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
             ivf.cp.seed = 1
             ivf.train(base[rng.choice(n, min(n, 64 * nlist), replace=False)])
             ivf.add(base)
             faiss.omp_set_num_threads(1)
-            targeted = name == "clustered"
             for kind, index, knob, values in (
                 ("hnsw", hnsw, "efSearch", [16, 32, 64, 128, 256, 512, 1024, 2048]),
                 (
@@ -222,8 +222,6 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
             ):
                 v, rec, qps, sweep = _operating_point(index, queries, truth, knob, values, k)
                 note = f"{name} unit vectors, {size}, {knob}={v}, numpy brute force {np_qps:.0f} QPS, {threads}"
-                if not targeted:
-                    note += "; i.i.d. 128-d data has no neighbourhood structure for an index to use (reported only)"
                 series = [
                     Series(
                         [s[0] for s in sweep],
@@ -239,7 +237,7 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
                         f"{kind}_recall@10_{name}",
                         rec,
                         "",
-                        0.95 if targeted else None,
+                        0.95,
                         True,
                         series,
                         note,
@@ -250,7 +248,7 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
                         f"{kind}_qps_over_numpy_{name}",
                         qps / np_qps,
                         "x",
-                        20.0 if targeted and full else None,  # the speed-up grows with N
+                        20.0 if full else None,  # the speed-up grows with N
                         True,
                         note=note,
                     ).as_dict()
