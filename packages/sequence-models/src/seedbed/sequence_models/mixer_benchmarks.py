@@ -76,7 +76,7 @@ def _op_cases(
     return {
         "rwkv": (
             lambda: recurrent_wkv(w, u, k, v),
-            lambda: chunk_wkv(w, u, k, v, chunk_size=8),
+            lambda: chunk_wkv(w, u, k, v, chunk_size=32),
             "D=64",
         ),
         "retnet": (

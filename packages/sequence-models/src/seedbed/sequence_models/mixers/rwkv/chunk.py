@@ -1,10 +1,19 @@
 """RWKV-4 WKV, chunkwise-parallel form: the training path.
 
-The sequence is cut into chunks of C tokens. Inside a chunk the outputs are the quadratic
-weighted averages of :mod:`.naive` (a (C, C) weight matrix per channel, all chunks at once);
-across chunks only the (B, 3, D) state is carried, by a log-space scan over the L/C chunks
-(``logcumsumexp`` in float64, no Python loop). Every exponent is shifted by a running maximum
-before ``exp``, so nothing overflows. Chunk sizes need not divide L.
+The sequence is cut into L/C chunks of C tokens, and every chunk runs at once: C vectorised
+steps over (B * L/C, D) slices instead of L steps over (B, D).
+
+1. inside each chunk, from the empty state, the stable recurrence of :mod:`.recurrent` gives
+   each chunk's own end state ``(num, den, max)`` (true value ``num * e^max``);
+2. across chunks, the state entering each chunk is a log-space scan over the L/C chunk states
+   (``logcumsumexp`` in float64, no Python loop);
+3. inside each chunk again, the same recurrence reruns from the true entering state and gives
+   the outputs.
+
+Every step is the running-max recurrence of RWKV-4 and the cross-chunk scan works in log
+space, so nothing overflows however large the keys. Chunk sizes need not divide L: only the
+last chunk is padded, and its padded steps are never read (the final state is taken at the
+last real token).
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import torch
 
 from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype, pad_to_chunks
 from seedbed.sequence_models.mixers.rwkv.naive import empty_wkv_state
+from seedbed.sequence_models.mixers.rwkv.recurrent import wkv_step
 
 __all__ = ["chunk_wkv"]
 
@@ -25,6 +35,36 @@ def _safe_log(x: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _carry(
+    chunk_states: torch.Tensor, initial: torch.Tensor, w: torch.Tensor, c: int
+) -> torch.Tensor:
+    """States entering each chunk from the chunks' own end states, in log space.
+
+    chunk_states: (B, n, 3, D) each chunk's end state from the empty state; initial: (B, 3, D)
+    the state before the first chunk; w: (D,) decay. Returns (B, n, 3, D).
+
+    The true state after chunk j is ``e^{-P_j w} sum_{i<=j} e^{a_i} x_i`` with
+    ``a_i = max_i + P_i w`` (P_i: tokens up to the end of chunk i) and item 0 the carried-in
+    state (P = 0). Float64, since the exponents grow like position * w; signed numerators are
+    split into positive and negative parts.
+    """
+    n = chunk_states.shape[1]
+    f64 = torch.float64
+    w64 = w.to(f64)
+    ends = torch.arange(n + 1, device=w.device, dtype=f64) * c  # (n+1,): P
+    states = torch.cat([initial[:, None], chunk_states], dim=1).to(f64)  # (B, n+1, 3, D)
+    nums, dens, maxs = states.unbind(2)  # (B, n+1, D) each
+    a = maxs + ends[None, :, None] * w64
+    a_max = torch.cummax(a, dim=1).values.detach()  # the recurrence's running max, shifted
+    l_pos = torch.logcumsumexp(_safe_log(nums) + a, dim=1)
+    l_neg = torch.logcumsumexp(_safe_log(-nums) + a, dim=1)
+    l_den = torch.logcumsumexp(_safe_log(dens) + a, dim=1)
+    num_all = torch.exp(l_pos - a_max) - torch.exp(l_neg - a_max)  # scaled by e^-max
+    den_all = torch.exp(l_den - a_max)
+    max_all = a_max - ends[None, :, None] * w64
+    return torch.stack([num_all, den_all, max_all], dim=2)[:, :-1].to(chunk_states.dtype)
+
+
 def chunk_wkv(
     w: torch.Tensor,
     u: torch.Tensor,
@@ -32,7 +72,7 @@ def chunk_wkv(
     v: torch.Tensor,
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
-    chunk_size: int = 8,
+    chunk_size: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunkwise WKV. Same arguments and results as :func:`naive_wkv`, plus ``chunk_size``."""
     check_chunk_size(chunk_size)
@@ -42,64 +82,31 @@ def chunk_wkv(
     kf, vf, w, u = k.to(dtype), v.to(dtype), w.to(dtype), u.to(dtype)
     kc, vc = pad_to_chunks(kf, c), pad_to_chunks(vf, c)  # (B, n, C, D)
     n = kc.shape[1]
-    dev = k.device
-    lengths = torch.full((n,), c, device=dev, dtype=dtype)
-    lengths[-1] = length - (n - 1) * c
-    pos = torch.arange(c, device=dev, dtype=dtype)  # (C,)
-    valid = pos[None, :] < lengths[:, None]  # (n, C)
-    neg_inf = torch.tensor(float("-inf"), device=dev, dtype=dtype)
-
-    # 1. each chunk's own contribution to the state at its end (zero carried state):
-    #    exponent k_s - (len - 1 - s) w, -inf past the chunk's end (the padded tail)
-    dist = (lengths[:, None] - 1 - pos).clamp(min=0)  # (n, C)
-    end_bias = torch.where(valid, 0.0, float("-inf")).to(dtype)  # (n, C)
-    ll = kc - dist[None, :, :, None] * w + end_bias[None, :, :, None]  # (B, n, C, D)
-    m_loc = ll.amax(dim=2).detach()  # (B, n, D)
-    e = torch.exp(ll - m_loc[:, :, None, :])
-    num_loc, den_loc = (e * vc).sum(2), e.sum(2)  # (B, n, D)
-
-    # 2. carry the state across chunks: a log-space scan over the n chunks (float64, since
-    #    its exponents grow like position * w). The true state after chunk j is
-    #    e^{-P_j w} sum_{i<=j} e^{a_i} x_i with a_i = m_loc_i + P_i w (P_i: tokens up to the
-    #    end of chunk i); item 0 is the carried-in state (P = 0). logcumsumexp sums it
-    #    without overflow; signed numerators are split into positive and negative parts.
-    state = (
-        empty_wkv_state(bsz, dim, device=dev, dtype=dtype)
+    k_steps = kc.reshape(bsz * n, c, dim).unbind(1)  # C slices of (B * n, D)
+    v_steps = vc.reshape(bsz * n, c, dim).unbind(1)
+    initial = (
+        empty_wkv_state(bsz, dim, device=k.device, dtype=dtype)
         if initial_state is None
         else initial_state.to(dtype)
     )
-    f64 = torch.float64
-    w64 = w.to(f64)
-    ends = torch.cat([lengths.new_zeros(1), torch.cumsum(lengths, 0)]).to(f64)  # (n+1,): P
-    num0, den0, m0 = state.to(f64).unbind(1)  # (B, D) each
-    a = torch.cat([m0[:, None], m_loc.to(f64) + ends[None, 1:, None] * w64], dim=1)  # (B, n+1, D)
-    a_max = torch.cummax(a, dim=1).values.detach()  # the recurrence's running max, shifted
-    nums = torch.cat([num0[:, None], num_loc.to(f64)], dim=1)  # (B, n+1, D)
-    dens = torch.cat([den0[:, None], den_loc.to(f64)], dim=1)
-    l_pos = torch.logcumsumexp(_safe_log(nums) + a, dim=1)
-    l_neg = torch.logcumsumexp(_safe_log(-nums) + a, dim=1)
-    l_den = torch.logcumsumexp(_safe_log(dens) + a, dim=1)
-    num_all = torch.exp(l_pos - a_max) - torch.exp(l_neg - a_max)  # (B, n+1, D), scaled by e^-max
-    den_all = torch.exp(l_den - a_max)
-    max_all = a_max - ends[None, :, None] * w64
-    states = torch.stack([num_all, den_all, max_all], dim=2).to(dtype)  # (B, n+1, 3, D)
-    num_in, den_in, max_in = states[:, :-1].unbind(2)  # state entering each chunk, (B, n, D)
 
-    # 3. outputs: carried state + quadratic intra-chunk part. The exponent of token s at
-    #    output t is k_s + bias[t, s]: -(t - 1 - s) w in the past, u on the diagonal, -inf
-    #    in the future (one small (C, C, D) table, added to the keys in a single pass)
-    rel = (pos[:, None] - 1 - pos[None, :])[..., None]  # (C_t, C_s, 1): t - 1 - s
-    bias = torch.where(
-        rel >= 0, -rel.clamp(min=0) * w, torch.where(rel == -1, u, neg_inf)
-    )  # (C, C, D)
-    logits = kc[:, :, None, :, :] + bias  # (B, n, C_t, C_s, D)
-    init = max_in[:, :, None, :] - pos[None, None, :, None] * w  # (B, n, C, D)
-    m = torch.maximum(init, logits.amax(dim=3)).detach()
-    e_init = torch.exp(init - m)
-    e = torch.exp(logits - m[:, :, :, None, :])  # (B, n, C, C, D)
-    num_o = e_init * num_in[:, :, None, :] + (e * vc[:, :, None, :, :]).sum(3)
-    den_o = e_init * den_in[:, :, None, :] + e.sum(3)
-    o = (num_o / den_o).reshape(bsz, n * c, dim)[:, :length].to(v.dtype)
+    # 1. each chunk's own end state, from the empty state (only chunks 0..n-2 are read)
+    state = empty_wkv_state(bsz * n, dim, device=k.device, dtype=dtype)  # (B * n, 3, D)
+    if n > 1:
+        for k_s, v_s in zip(k_steps, v_steps):
+            _, state = wkv_step(w, u, k_s, v_s, state)
 
-    final = states[:, -1] if output_final_state else None
-    return o, final
+    # 2. the true state entering each chunk
+    start = _carry(state.reshape(bsz, n, 3, dim), initial, w, c)  # (B, n, 3, D)
+
+    # 3. rerun every chunk from its entering state, keeping the outputs
+    state = start.reshape(bsz * n, 3, dim)
+    last = length - 1 - (n - 1) * c  # the last real token's step in the last chunk
+    outs, final = [], None
+    for s, (k_s, v_s) in enumerate(zip(k_steps, v_steps)):
+        o, state = wkv_step(w, u, k_s, v_s, state)
+        outs.append(o)
+        if s == last and output_final_state:
+            final = state.reshape(bsz, n, 3, dim)[:, -1]
+    o = torch.stack(outs, dim=1).reshape(bsz, n * c, dim)[:, :length]  # (B, L, D)
+    return o.to(v.dtype), final

@@ -80,7 +80,7 @@ class RWKVTimeMix(SequenceMixer[RWKVTimeMixState]):
         d_att: int | None = None,
         *,
         mode: str = "chunk",
-        chunk_size: int = 8,
+        chunk_size: int = 32,
         layer_id: int = 0,
         n_layers: int = 1,
     ) -> None:
@@ -273,7 +273,7 @@ class RWKVLoop(SequenceMixer[RWKVState]):
         d_att: int | None = None,
         *,
         mode: str = "chunk",
-        chunk_size: int = 8,
+        chunk_size: int = 32,
         layer_norm_eps: float = 1e-5,
         layer_id: int = 0,
         n_layers: int = 1,
