@@ -200,7 +200,7 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
                 )
             nq_np = min(nq, 256)
             np_qps = _qps(
-                functools.partial(numpy_brute_force, base, queries[:nq_np], k), nq_np, repeats=1
+                functools.partial(numpy_brute_force, base, queries[:nq_np], k), nq_np, repeats=3
             )
             faiss.omp_set_num_threads(os.cpu_count() or 1)  # building may use every core
             hnsw = faiss.IndexHNSWFlat(d, 32, faiss.METRIC_INNER_PRODUCT)
@@ -217,7 +217,7 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
                     "ivf",
                     ivf,
                     "nprobe",
-                    [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v <= nlist],
+                    [v for v in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if v < nlist] + [nlist],
                 ),
             ):
                 v, rec, qps, sweep = _operating_point(index, queries, truth, knob, values, k)
