@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from seedbed.sequence_models import genbench
 from seedbed.sequence_models.qwen2.config import Qwen2Config
@@ -52,13 +53,37 @@ def test_speculative_benchmark_runs_and_self_draft_shares_weights():
 
 
 def test_cli_runs_selected_benchmark(monkeypatch, tmp_path, capsys):
-    def fake(full: bool = False):
-        return genbench.run_kv_cache_vs_no_cache(TINY, 32, 2, repeats=1)
+    seen = {}
+
+    def fake(full: bool = False, threads: int | None = 1):
+        seen["threads"] = threads
+        with genbench.torch_threads(threads):
+            return genbench.run_kv_cache_vs_no_cache(TINY, 32, 2, repeats=1)
 
     fake.__name__ = "kv_cache_vs_no_cache"
     monkeypatch.setattr(genbench, "GENBENCHMARKS", [fake])
     out = tmp_path / "m.json"
-    code = genbench.main(["--only", "kv_cache_vs_no_cache", "--json", str(out)])
+    before = torch.get_num_threads()
+    code = genbench.main(["--only", "kv_cache_vs_no_cache", "--json", str(out), "--threads", "2"])
     assert code in (0, 1)
+    assert seen["threads"] == 2
+    assert torch.get_num_threads() == before  # restored
     assert "kv_cache_speedup" in capsys.readouterr().out
     assert "kv_cache_vs_no_cache" in json.loads(out.read_text())
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with genbench.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with genbench.torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be >= 1, got 0"), genbench.torch_threads(0):
+        pass
+    with (
+        pytest.raises(TypeError, match="threads must be an int or None"),
+        genbench.torch_threads(1.5),  # type: ignore[arg-type]
+    ):
+        pass
+    assert torch.get_num_threads() == before

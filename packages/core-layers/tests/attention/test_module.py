@@ -3,6 +3,8 @@ import torch
 from torch import nn
 
 from seedbed.core_layers import KVCache, MultiHeadAttention, RotaryEmbedding
+from seedbed.core_layers.attention import attention
+from seedbed.core_layers.attention.module import cached_attention, split_qkv
 
 
 def _hf_setup(sliding_window=None):
@@ -126,6 +128,41 @@ def test_module_bad_input_and_cache_unchanged_on_failure():
         MultiHeadAttention(16, 4, 3)
     with pytest.raises(ValueError, match=r"rope.head_dim must equal head_dim 4, got 8"):
         MultiHeadAttention(16, 4, rope=RotaryEmbedding(8))
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["nocache", "cache"])
+@pytest.mark.parametrize("kv_heads", [1, 2, 6], ids=["MQA", "GQA2", "MHA"])
+def test_split_qkv_and_cached_attention_equal_separate_projections(kv_heads, cached):
+    """The shared fused-qkv core gives what rotating q and k apart and ``attention`` give."""
+    torch.manual_seed(0)
+    b, s, h, d = 2, 7, 6, 8
+    rope = RotaryEmbedding(d, rope_theta=500.0)
+    qkv = torch.randn(b, s, h + 2 * kv_heads, d)  # (B, S, H + 2 H_kv, D)
+    pos = torch.arange(3, 3 + s)
+    cos, sin = rope._fast_tables(pos)
+    q, k, v = qkv.split([h, kv_heads, kv_heads], dim=2)
+    c, sn = rope(pos)
+    q, k = rope.rotate(q, c, sn), rope.rotate(k, c, sn)
+    past_k, past_v = torch.randn(b, 3, kv_heads, d), torch.randn(b, 3, kv_heads, d)
+    if cached:
+        cache = KVCache(b, 16, kv_heads, d)
+        cache.update(past_k, past_v)
+        want = attention(
+            q, torch.cat([past_k, k], 1), torch.cat([past_v, v], 1), causal=True
+        ).reshape(b, s, h * d)
+    else:
+        cache = None
+        want = attention(q, k, v, causal=True).reshape(b, s, h * d)
+    gq, gk, gv = split_qkv(qkv, h, rope, cos, sin)
+    torch.testing.assert_close(gq, q)
+    torch.testing.assert_close(gk, k)
+    torch.testing.assert_close(gv, v)
+    got = cached_attention(gq, gk, gv, cache, None, True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    if cache is not None:
+        assert cache.size == 3 + s
+        torch.testing.assert_close(cache.k[:, 3 : 3 + s], k)
+        torch.testing.assert_close(cache.v[:, 3 : 3 + s], v)
 
 
 @pytest.mark.gpu

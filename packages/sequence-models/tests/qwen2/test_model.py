@@ -235,3 +235,86 @@ def test_structure_biases_and_parameter_count():
     tied = _tiny()
     assert tied.num_parameters() == tied.config.num_parameters()
     assert "lm_head.weight" not in tied.hf_state_dict()
+
+
+def _module_path_logits(m: Qwen2Model, ids: torch.Tensor, **kw) -> torch.Tensor:
+    """Logits through the blocks' own modules: a no-op forward hook on every layer turns the
+    inference plan off, so each block runs its checked forward."""
+    handles = [layer.register_forward_hook(lambda *_: None) for layer in m.layers]
+    m._plan = None
+    try:
+        with torch.no_grad():
+            out = m(ids, **kw)
+        assert m._plan is None  # the plan was not built
+        return out
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        dict(tie_word_embeddings=False, num_key_value_heads=4),
+        dict(sliding_window=3, layer_types=["full_attention", "sliding_attention"]),
+    ],
+    ids=["GQA-tied", "MHA-untied", "window3"],
+)
+def test_inference_plan_equals_module_path(kw):
+    m = _tiny(**kw)
+    with torch.no_grad():  # biases and norms that matter
+        for name, p in m.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 259, (3, 9), generator=g)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+    with torch.no_grad():
+        fast = m(ids, attention_mask=mask)
+        assert m._plan is not None  # the plan path ran
+        caches = m.make_caches(3, 12)
+        step = [m(ids[:, :6], attention_mask=mask[:, :6], caches=caches)]
+        step += [
+            m(ids[:, t : t + 1], attention_mask=mask[:, : t + 1], caches=caches) for t in (6, 7, 8)
+        ]
+    ref = _module_path_logits(m, ids, attention_mask=mask)
+    real = mask.bool()
+    torch.testing.assert_close(fast[real], ref[real], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.cat(step, 1)[real], ref[real], rtol=1e-5, atol=1e-5)
+
+
+def test_inference_plan_follows_weight_updates_and_hooks():
+    m = _tiny()
+    ids = torch.randint(0, 259, (1, 5), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        before = m(ids)
+        m.layers[1].mlp.up_proj.weight.mul_(3.0)  # in place: the plan must be rebuilt
+        after = m(ids)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, _module_path_logits(m, ids), rtol=1e-5, atol=1e-5)
+    # A projection with a hook, or of another type, is run as a module (the plan steps aside).
+    seen = []
+    handle = m.layers[0].self_attn.q_proj.register_forward_hook(lambda *a: seen.append(1))
+    with torch.no_grad():
+        hooked = m(ids)
+    handle.remove()
+    assert seen == [1]
+    torch.testing.assert_close(hooked, after, rtol=1e-5, atol=1e-5)
+    # With gradients needed, the plan is not used and gradients reach every projection.
+    m.zero_grad()
+    m(ids).sum().backward()
+    assert m.layers[0].mlp.gate_proj.weight.grad is not None
+
+
+@pytest.mark.parametrize("rows", [1, 3, 8, 20], ids=lambda r: f"N{r}")
+def test_lm_head_layouts_agree(rows):
+    m = _tiny(tie_word_embeddings=False)
+    hidden = torch.randn(rows, 1, 64, generator=torch.Generator().manual_seed(rows))
+    with torch.no_grad():
+        got = m.lm_head_logits(hidden)
+    assert got.shape == (rows, 1, 259)
+    assert got.is_contiguous()
+    torch.testing.assert_close(got, torch.nn.functional.linear(hidden, m.lm_head.weight))

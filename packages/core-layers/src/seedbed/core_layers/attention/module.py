@@ -13,7 +13,7 @@ from seedbed.core_layers.kv_cache import KVCache
 from seedbed.core_layers.mlp import FusedLinear, _fused_linear, _linear
 from seedbed.core_layers.rope import RotaryEmbedding
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["MultiHeadAttention", "cached_attention", "split_qkv"]
 
 
 class MultiHeadAttention(nn.Module):
@@ -201,24 +201,79 @@ class MultiHeadAttention(nn.Module):
             if fused is not self._qkv:
                 self._qkv = fused
             qkv = F.linear(x, fused[1], fused[2]).view(b, s, h + 2 * h_kv, d)  # (B, S, H+2H_kv, D)
-            qk = qkv.narrow(2, 0, h + h_kv)  # (B, S, H+H_kv, D)
-            if rope is not None and cos is not None and sin is not None:
-                qk = rope._fast_rotate(qk, cos, sin)
-            q, k = qk.narrow(2, 0, h), qk.narrow(2, h, h_kv)  # (B, S, H|H_kv, D)
-            v = qkv.narrow(2, h + h_kv, h_kv)  # (B, S, H_kv, D)
+            q, k, v = split_qkv(qkv, h, rope, cos, sin)
         else:
             q = self.q_proj(x).view(b, s, h, d)  # (B, S, H, D)
             k = self.k_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
             v = self.v_proj(x).view(b, s, h_kv, d)  # (B, S, H_kv, D)
             if rope is not None and cos is not None and sin is not None:
                 q, k = rope._fast_rotate(q, cos, sin), rope._fast_rotate(k, cos, sin)
-        if cache is not None:  # (B, S_total, H_kv, D)
-            k, v = cache._append(k, v) if type(cache) is KVCache else cache.update(k, v)
-        out = _attention_unchecked(q, k, v, causal, attn_mask, self.window, self.backend)
-        return _linear(mods["o_proj"], out.reshape(b, s, h * d))  # (B, S, d_model)
+        out = cached_attention(q, k, v, cache, attn_mask, causal, self.window, self.backend)
+        return _linear(mods["o_proj"], out)  # (B, S, d_model)
 
     def extra_repr(self) -> str:
         return (
             f"d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads}, "
             f"head_dim={self.head_dim}, backend={self.backend!r}, window={self.window}"
         )
+
+
+def cached_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cache: KVCache | None,
+    attn_mask: torch.Tensor | None,
+    causal: bool,
+    window: int | None = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Append ``k``, ``v`` to ``cache`` (if any) and attend ``q`` over everything cached.
+
+    The unchecked core that :class:`MultiHeadAttention` and models with their own projections
+    (e.g. a fused decode path, after :func:`split_qkv`) share: arguments must already be
+    validated (shapes, cache capacity, mask shape), as :meth:`MultiHeadAttention.forward` does.
+
+    Args:
+        q: (B, S, H, D) rotated queries.
+        k, v: (B, S, H_kv, D) rotated keys and values of the S new tokens.
+        cache: a :class:`KVCache` (or a subclass with ``update``), or None.
+        attn_mask, causal, window, backend: as in :func:`attention`, over the cached + new keys.
+
+    Returns:
+        (B, S, H * D), heads flattened, ready for the output projection.
+    """
+    b, s, h, d = q.shape
+    if cache is not None:  # (B, S_total, H_kv, D)
+        k, v = cache._append(k, v) if type(cache) is KVCache else cache.update(k, v)
+    out = _attention_unchecked(q, k, v, causal, attn_mask, window, backend)  # (B, S, H, D)
+    return out.reshape(b, s, h * d)
+
+
+def split_qkv(
+    qkv: torch.Tensor,
+    n_heads: int,
+    rope: RotaryEmbedding | None,
+    cos: torch.Tensor | None,
+    sin: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split one fused q/k/v projection into heads, rotating q and k in one pass.
+
+    Args:
+        qkv: (B, S, H + 2 H_kv, D): the heads of q, then k, then v (the output of one matmul
+            against the row-concatenated q/k/v weights, viewed per head).
+        n_heads: H (H_kv follows from the shape).
+        rope: the :class:`RotaryEmbedding` whose ``_fast_tables`` gave ``cos``, ``sin``; None
+            (or None tables) for no rotation.
+
+    Returns:
+        q (B, S, H, D), k and v (B, S, H_kv, D), ready for :func:`cached_attention`; the
+        values of separate projections rotated one by one.
+    """
+    h = n_heads
+    h_kv = (qkv.shape[2] - h) // 2
+    qk = qkv.narrow(2, 0, h + h_kv)  # (B, S, H+H_kv, D)
+    if rope is not None and cos is not None and sin is not None:
+        qk = rope._fast_rotate(qk, cos, sin)
+    v = qkv.narrow(2, h + h_kv, h_kv)  # (B, S, H_kv, D)
+    return qk.narrow(2, 0, h), qk.narrow(2, h, h_kv), v

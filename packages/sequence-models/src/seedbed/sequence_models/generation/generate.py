@@ -256,10 +256,11 @@ def _stream(
     dev = model.device
     pad_id = cfg.pad_token_id if cfg.pad_token_id is not None else 0
     ids = torch.full((b, plen), pad_id, dtype=torch.long, device=dev)
-    mask = torch.zeros(b, plen, dtype=torch.bool, device=dev)
+    full_mask = torch.ones(b, total, dtype=torch.bool, device=dev)  # (B, P + max_new_tokens)
     for i, r in enumerate(rows):
         ids[i, plen - len(r) :] = torch.tensor(r, dtype=torch.long)
-        mask[i, plen - len(r) :] = True
+        full_mask[i, : plen - len(r)] = False  # left padding; generated tokens are all real
+    mask = full_mask[:, :plen]
     padded = any(n != plen for n in lengths)
 
     stop_ids = _stop_ids(model, p, tokenizer)
@@ -288,9 +289,12 @@ def _stream(
     ]
     pos = torch.tensor(lengths, dtype=torch.long, device=dev)  # next position per row
     finished = [False] * b
-    ones = torch.ones(b, 1, dtype=torch.bool, device=dev)
+    argmax_only = p.greedy and p.repetition_penalty == 1.0  # no processing, no softmax
     for step in range(p.max_new_tokens):
-        nxt = sample_next(logits, p, seen=seen, generators=gens)  # (B,)
+        if argmax_only:
+            nxt = logits.argmax(dim=-1)  # (B,)
+        else:
+            nxt = sample_next(logits, p, seen=seen, generators=gens)  # (B,)
         nxt_list = nxt.tolist()
         last = step == p.max_new_tokens - 1
         for i in range(b):
@@ -316,7 +320,7 @@ def _stream(
             seen[torch.arange(b, device=dev), nxt] = True
         step_ids = nxt[:, None]  # (B, 1)
         if padded:
-            mask = torch.cat([mask, ones], dim=1)
+            mask = full_mask[:, : plen + step + 1]  # (B, T): a view, nothing rebuilt
         if caches is not None:
             logits = model(
                 step_ids,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_h
 
 from seedbed.core_layers import KVCache, MultiHeadAttention, RMSNorm, RotaryEmbedding, SwiGLU
 from seedbed.core_layers.attention.masks import check_attn_mask
+from seedbed.core_layers.attention.module import cached_attention, split_qkv
+from seedbed.core_layers.mlp import _plain_linear
 from seedbed.sequence_models.qwen2.config import Qwen2Config
 
 __all__ = ["Qwen2DecoderLayer", "Qwen2Model", "build_attn_masks", "positions_from_mask"]
@@ -64,34 +66,88 @@ class Qwen2DecoderLayer(nn.Module):
         x = x + h
         return x + self.mlp(self.post_attention_layernorm(x))
 
-    def _step(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor | None,
-        sin: torch.Tensor | None,
-        attn_mask: torch.Tensor | None,
-        cache: KVCache | None,
-        causal: bool,
-    ) -> torch.Tensor:
-        """:meth:`forward` on arguments :class:`Qwen2Model` has checked, with RoPE tables
-        ``rope._fast_tables(positions)`` shared by all layers: no per-layer re-validation and
-        no module-call machinery (the caller checks :meth:`_hook_free` first)."""
-        m = self._modules  # direct lookups: nn.Module.__getattr__ is slow on this path
-        attn: MultiHeadAttention = m["self_attn"]  # type: ignore[assignment]
-        mlp: SwiGLU = m["mlp"]  # type: ignore[assignment]
-        norm1: RMSNorm = m["input_layernorm"]  # type: ignore[assignment]
-        norm2: RMSNorm = m["post_attention_layernorm"]  # type: ignore[assignment]
-        x = x + attn._attend(norm1._norm(x), cos, sin, attn_mask, cache, causal)
-        return x + mlp._mlp(norm2._norm(x))
-
     def _hook_free(self) -> bool:
-        """Whether :meth:`_step` skips no forward hook of this layer or of its blocks."""
+        """Whether this layer and its blocks have no forward hooks (so that
+        ``Qwen2Model._run_layers`` may call their unchecked forms without skipping one)."""
         if self._forward_hooks or self._forward_pre_hooks:
             return False
         return not any(
             m is not None and (m._forward_hooks or m._forward_pre_hooks)
             for m in self._modules.values()
         )
+
+
+class _LayerPlan(NamedTuple):
+    """One decoder layer's weights laid out for inference (see ``Qwen2Model._inference_plan``).
+
+    Every matmul is ``x @ w`` with ``w`` of shape (in, out): for a layer wider than its input
+    (the fused q/k/v and gate/up projections, the LM head) a contiguous transposed copy, which
+    for the few rows of a decode step is about twice as fast on CPU as ``F.linear``'s (out, in)
+    weight (``seedbed-genbench``); otherwise a transposed view of the parameter itself.
+    """
+
+    norm1: torch.Tensor  # (d,) input_layernorm weight
+    qkv: torch.Tensor  # (d, (H + 2 H_kv) D): [q; k; v] projection weights
+    qkv_bias: torch.Tensor | None  # ((H + 2 H_kv) D,)
+    o: torch.Tensor  # (H D, d)
+    o_bias: torch.Tensor | None  # (d,)
+    norm2: torch.Tensor  # (d,) post_attention_layernorm weight
+    gate_up: torch.Tensor  # (d, 2 I): [gate; up] projection weights
+    gate_up_bias: torch.Tensor | None  # (2 I,)
+    down: torch.Tensor  # (I, d)
+    down_bias: torch.Tensor | None  # (d,)
+
+
+def _right_operand(weights: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(in, out) operand ``w`` such that ``x @ w`` is ``F.linear(x, cat(weights))``.
+
+    A contiguous copy when out > in (faster for few rows on CPU), else a view (no copy) of the
+    one weight given, or of the concatenation of several.
+    """
+    w = weights[0].detach() if len(weights) == 1 else torch.cat(list(weights)).detach()  # (out, in)
+    return w.t().contiguous() if w.shape[0] > w.shape[1] else w.t()
+
+
+def _cat_bias(linears: Sequence[nn.Linear]) -> torch.Tensor | None:
+    """Concatenated biases of ``linears`` (zeros for one without), or None if none has one."""
+    if all(lin.bias is None for lin in linears):
+        return None
+    w = linears[0].weight
+    return torch.cat(
+        [
+            torch.zeros(lin.out_features, dtype=w.dtype, device=w.device)
+            if lin.bias is None
+            else lin.bias.detach()
+            for lin in linears
+        ]
+    )
+
+
+def _detached(t: torch.Tensor | None) -> torch.Tensor | None:
+    return None if t is None else t.detach()
+
+
+def _matmul(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x @ w (+ bias)`` for x (N, in), w (in, out) -> (N, out)."""
+    return torch.mm(x, w) if bias is None else torch.addmm(bias, x, w)
+
+
+def _residual_matmul(
+    x: torch.Tensor, a: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``x + (a @ w (+ bias))`` for x (N, out), a (N, in), w (in, out); without a bias the add
+    runs inside the matmul kernel."""
+    if bias is None:
+        return torch.addmm(x, a, w)
+    return x + torch.addmm(bias, a, w)
+
+
+def _rms_norm(norm: RMSNorm, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``norm(x)`` unchecked, with in-place steps where ``RMSNorm._norm`` allocates (the same
+    operations in the same order, so the same values)."""
+    if x.dtype == torch.float32 and weight.dtype == torch.float32:
+        return (x * torch.rsqrt_(torch.mean(x * x, -1, keepdim=True).add_(norm.eps))).mul_(weight)
+    return norm._norm(x)
 
 
 def positions_from_mask(attention_mask: torch.Tensor, seq_len: int) -> torch.Tensor:
@@ -178,6 +234,10 @@ class Qwen2Model(nn.Module):
         ]
         self._head_t: torch.Tensor | None = None  # inference copy of the head, (d, V)
         self._head_t_key: tuple[Any, ...] | None = None
+        # inference layout of the layers' weights, see _inference_plan:
+        # (key of the source tensors, per-layer plans, the source tensors (held so that no new
+        # tensor can reuse their addresses while cached))
+        self._plan: tuple[tuple[Any, ...], list[_LayerPlan], list[torch.Tensor]] | None = None
         self.reset_parameters()
 
     # ------------------------------------------------------------------ parameters
@@ -357,10 +417,8 @@ class Qwen2Model(nn.Module):
                     f"positions must be (S,) or (B, S) with B={b}, S={s}, got {tuple(positions.shape)}"
                 )
             cos, sin = self.rope._fast_tables(positions)  # (S, 1, D) or (B, S, 1, D)
-            for i, layer in enumerate(layers):
-                mask = None if masks is None else masks[self.windows[i]]
-                cache = None if caches is None else caches[i]
-                x = layer._step(x, cos, sin, mask, cache, causal)
+            plan = self._inference_plan(layers)
+            x = self._run_layers(plan, layers, x, cos, sin, masks, caches, causal)
         else:
             for i, layer in enumerate(layers):
                 mask = None if masks is None else masks[self.windows[i]]
@@ -371,6 +429,130 @@ class Qwen2Model(nn.Module):
         if return_hidden:
             return x
         return self.lm_head_logits(x)
+
+    def _inference_plan(self, layers: Sequence[Qwen2DecoderLayer]) -> list[_LayerPlan] | None:
+        """The layers' weights in the layout :meth:`_run_layers` uses, or None where it does not
+        apply: a projection that is not a hook-free ``nn.Linear`` (quantized, LoRA), a block
+        of another type, or parameters that need gradients.
+
+        The plan is cached and rebuilt whenever a source tensor changes storage or version
+        counter (``load_state_dict``, ``nn.init``, an optimiser step, ``.to()``). Writes
+        through ``param.data`` bypass the version counter: set ``model._plan = None`` after
+        such edits. Costs one extra copy of the fused q/k/v and gate/up weights in memory.
+        """
+        blocks: list[tuple[RMSNorm, RMSNorm, list[nn.Linear]]] = []
+        sources: list[torch.Tensor | None] = []  # every source tensor, None for no bias
+        for layer in layers:
+            lm = layer._modules
+            attn, mlp = lm["self_attn"], lm["mlp"]
+            norm1, norm2 = lm["input_layernorm"], lm["post_attention_layernorm"]
+            if not (
+                type(attn) is MultiHeadAttention
+                and type(mlp) is SwiGLU
+                and type(norm1) is RMSNorm
+                and type(norm2) is RMSNorm
+            ):
+                return None
+            am, mm = attn._modules, mlp._modules
+            names = (
+                (am, "q_proj"),
+                (am, "k_proj"),
+                (am, "v_proj"),
+                (am, "o_proj"),
+                (mm, "gate_proj"),
+                (mm, "up_proj"),
+                (mm, "down_proj"),
+            )
+            linears: list[nn.Linear] = []
+            for mods, name in names:
+                lin = mods[name]
+                if not _plain_linear(lin):
+                    return None
+                assert isinstance(lin, nn.Linear)
+                linears.append(lin)
+                p = lin._parameters  # direct lookups: nn.Module.__getattr__ is slow here
+                sources += [p["weight"], p["bias"]]
+            sources += [norm1._parameters["weight"], norm2._parameters["weight"]]
+            blocks.append((norm1, norm2, linears))
+        tensors = [t for t in sources if t is not None]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return None
+        key = tuple(
+            [None if t is None else t.data_ptr() for t in sources] + [t._version for t in tensors]
+        )
+        if self._plan is not None and self._plan[0] == key:
+            return self._plan[1]
+        plans: list[_LayerPlan] = []
+        with torch.no_grad():
+            for norm1, norm2, (q, k, v, o, gate, up, down) in blocks:
+                plans.append(
+                    _LayerPlan(
+                        norm1=norm1.weight.detach(),
+                        qkv=_right_operand([q.weight, k.weight, v.weight]),
+                        qkv_bias=_cat_bias([q, k, v]),
+                        o=_right_operand([o.weight]),
+                        o_bias=_detached(o.bias),
+                        norm2=norm2.weight.detach(),
+                        gate_up=_right_operand([gate.weight, up.weight]),
+                        gate_up_bias=_cat_bias([gate, up]),
+                        down=_right_operand([down.weight]),
+                        down_bias=_detached(down.bias),
+                    )
+                )
+        self._plan = (key, plans, tensors)
+        return plans
+
+    def _run_layers(
+        self,
+        plan: Sequence[_LayerPlan] | None,
+        layers: Sequence[Qwen2DecoderLayer],
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        masks: AttnMasks | None,
+        caches: Sequence[KVCache] | None,
+        causal: bool,
+    ) -> torch.Tensor:
+        """The decoder layers on arguments :meth:`forward` has checked, with RoPE tables
+        shared by all layers and no module-call machinery (the caller checks
+        :meth:`Qwen2DecoderLayer._hook_free` first).
+
+        With a ``plan`` (:meth:`_inference_plan`), the layers run on its weights: the same
+        values as the modules in fewer and faster kernels (one matmul for q/k/v, one for
+        gate/up, residual adds inside the output projections' matmuls). Without one (e.g.
+        quantized or LoRA projections, or training), on the blocks' unchecked forms.
+
+        x: (B, S, d) -> (B, S, d).
+        """
+        b, s, d = x.shape
+        assert self.config.head_dim is not None
+        h, hd = self.config.num_attention_heads, self.config.head_dim
+        rope = self.rope
+        x2 = x.reshape(b * s, d)  # (N, d)
+        for i, layer in enumerate(layers):
+            lm = layer._modules
+            attn: MultiHeadAttention = lm["self_attn"]  # type: ignore[assignment]
+            mlp: SwiGLU = lm["mlp"]  # type: ignore[assignment]
+            norm1: RMSNorm = lm["input_layernorm"]  # type: ignore[assignment]
+            norm2: RMSNorm = lm["post_attention_layernorm"]  # type: ignore[assignment]
+            mask = None if masks is None else masks[self.windows[i]]
+            cache = None if caches is None else caches[i]
+            if plan is None:
+                x = x2.view(b, s, d)
+                x = x + attn._attend(norm1._norm(x), cos, sin, mask, cache, causal)
+                x2 = (x + mlp._mlp(norm2._norm(x))).view(b * s, d)
+                continue
+            lp = plan[i]
+            a = _matmul(_rms_norm(norm1, x2, lp.norm1), lp.qkv, lp.qkv_bias)  # (N, (H+2H_kv)D)
+            q, k, v = split_qkv(a.view(b, s, -1, hd), h, rope, cos, sin)
+            a = cached_attention(q, k, v, cache, mask, causal, attn.window, attn.backend)
+            a = a.view(b * s, h * hd)  # (N, H D)
+            x2 = _residual_matmul(x2, a, lp.o, lp.o_bias)  # x + o_proj(a)
+            gu = _matmul(_rms_norm(norm2, x2, lp.norm2), lp.gate_up, lp.gate_up_bias)  # (N, 2I)
+            gate, up = gu.chunk(2, dim=-1)  # (N, I) each
+            a = F.silu(gate).mul_(up)  # (N, I)
+            x2 = _residual_matmul(x2, a, lp.down, lp.down_bias)  # x + down_proj(a)
+        return x2.view(b, s, d)
 
     def _check_caches(self, caches: Sequence[KVCache], b: int, s: int) -> None:
         """What ``MultiHeadAttention`` checks per call, done once for every layer's cache."""
@@ -406,20 +588,29 @@ class Qwen2Model(nn.Module):
     def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits from final-norm hidden states: (..., d) -> (..., V) (tied or untied head).
 
-        Without autograd the product runs against a contiguous (d, V) copy of the head: for
-        the few rows of a decode step that layout is several times faster on CPU than
-        ``F.linear``'s (V, d) weight. The copy is rebuilt whenever the weight changes
-        (tracked by its storage, version counter, dtype and device).
+        Without autograd, the layout follows the number of rows N (measured on CPU with
+        ``seedbed-genbench``, where ``F.linear`` on the (V, d) weight is slow for few rows):
+        one row (a decode step at batch 1) runs against a contiguous (d, V) copy of the head,
+        rebuilt whenever the weight changes (tracked by its storage, version counter, dtype
+        and device); 2 to 8 rows (batched decoding, last-position prefill) as
+        ``(W @ hidden^T)^T``; more rows through ``F.linear``.
         """
         w = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         if torch.is_grad_enabled() and w.requires_grad:
             return F.linear(hidden, w)
-        key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
-        head = self._head_t
-        if head is None or self._head_t_key != key:
-            head = self._head_t = w.detach().t().contiguous()  # (d, V)
-            self._head_t_key = key
-        return hidden @ head
+        rows = hidden.numel() // hidden.shape[-1] if hidden.shape[-1] else 0
+        if rows == 1:
+            key = (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+            head = self._head_t
+            if head is None or self._head_t_key != key:
+                head = self._head_t = w.detach().t().contiguous()  # (d, V)
+                self._head_t_key = key
+            return hidden @ head
+        if 2 <= rows <= 8:
+            flat = hidden.reshape(rows, hidden.shape[-1])  # (N, d)
+            logits = torch.mm(w.detach(), flat.t()).t().contiguous()  # (N, V)
+            return logits.view(*hidden.shape[:-1], w.shape[0])
+        return F.linear(hidden, w)
 
     @torch.no_grad()
     def generate(self, prompts: Any, **kwargs: Any) -> Any:
