@@ -61,10 +61,12 @@ def chunk_selective_scan(
     decays = []
     h: torch.Tensor | None = None
     for d_s, du_s, b_s in zip(d_steps, du_steps, b_steps):
-        a_s = torch.exp(d_s[..., None] * A)  # (B, n, E, N), in (0, 1]
+        # in-place ops on fresh intermediates only (autograd-safe: neither mul's nor exp's
+        # backward needs the overwritten tensor), which halves the allocations per step
+        a_s = (d_s[..., None] * A).exp_()  # (B, n, E, N), in (0, 1]
         decays.append(a_s)
         du_b = du_s[..., None], b_s[..., None, :]  # (B, n, E, 1), (B, n, 1, N)
-        h = torch.mul(*du_b) if h is None else torch.addcmul(a_s * h, *du_b)
+        h = torch.mul(*du_b) if h is None else (a_s * h).addcmul_(*du_b)
     assert h is not None  # c >= 1
     chunk_decay = torch.exp(d_chunks.sum(dim=2)[..., None] * A)  # (B, n, E, N)
 
@@ -83,7 +85,7 @@ def chunk_selective_scan(
     h = torch.stack(starts, dim=1)  # (B, n, E, N)
     ys = []
     for a_s, du_s, b_s, c_s in zip(decays, du_steps, b_steps, c_steps):
-        h = torch.addcmul(a_s * h, du_s[..., None], b_s[..., None, :])
-        ys.append(torch.matmul(h, c_s[..., None]))  # (B, n, E, 1)
-    y = torch.cat(ys, dim=-1).transpose(2, 3).reshape(bsz, n * c, e)[:, :length]  # (B, L, E)
+        h = (a_s * h).addcmul_(du_s[..., None], b_s[..., None, :])
+        ys.append(torch.einsum("bjen,bjn->bje", h, c_s))  # (B, n, E)
+    y = torch.stack(ys, dim=2).reshape(bsz, n * c, e)[:, :length]  # (B, L, E)
     return y.to(u.dtype), (state if output_final_state else None)
