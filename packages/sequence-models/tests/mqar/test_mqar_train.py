@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from seedbed.sequence_models.mqar import MQARConfig, MQARData, TrainConfig, train_mqar
-from seedbed.sequence_models.mqar.cli import format_table, main, zoology_reference
+from seedbed.sequence_models.mqar.cli import format_table, main, run_grid, zoology_reference
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +39,28 @@ def test_time_budget_and_max_steps(tiny_data: MQARData) -> None:
         TrainConfig(time_budget_s=0)
 
 
+def test_warm_start_copies_weights_and_checks_architecture(tiny_data: MQARData) -> None:
+    cfg = TrainConfig(mixer="attention", d_model=16, max_steps=2, progress=False, num_threads=1)
+    before = torch.get_num_threads()
+    first, _ = train_mqar(tiny_data, cfg)
+    assert torch.get_num_threads() == before  # restored after the run
+    frozen = TrainConfig(
+        mixer="attention", d_model=16, max_steps=1, lr=1e-12, weight_decay=0.0, progress=False
+    )
+    second, res = train_mqar(tiny_data, frozen, init=(first, 16))
+    assert res.init_from == "L16"
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=0, msg=name)
+    with pytest.raises(ValueError, match="does not match"):
+        train_mqar(
+            tiny_data, TrainConfig(mixer="attention", d_model=32, progress=False), (first, 16)
+        )
+    with pytest.raises(TypeError, match="init"):
+        train_mqar(tiny_data, cfg, init=first)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="num_threads"):
+        TrainConfig(num_threads=0)
+
+
 def test_zoology_reference_table() -> None:
     assert zoology_reference("hyena", 64, 128) == 0.74
     assert zoology_reference("rwkv", 64, 128) == 0.93
@@ -63,6 +85,26 @@ def test_cli_writes_results_and_plot(tmp_path, capsys) -> None:  # type: ignore[
     }
     assert (tmp_path / "mqar_accuracy_vs_seq_len.png").stat().st_size > 1000
     assert format_table([]).startswith("mixer")
+
+
+def test_cli_curriculum_per_setting_steps_and_mixer_kwargs(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    rc = main([
+        "--mixers", "hyena", "--settings", "32:4,16:2", "--steps", "1", "3", "--num-train", "64", "96",
+        "--vocab-size", "64", "--num-test", "16", "--curriculum", "--out", str(tmp_path),
+        "--mixer-kwargs", '{"hyena": {"filter_order": 8}}', "--no-progress",
+    ])  # fmt: skip
+    assert rc == 0
+    rows = json.loads((tmp_path / "mqar_results.json").read_text())
+    # the curriculum runs the short setting first, with the steps given for it
+    assert [(r["seq_len"], r["steps"], r["init_from"]) for r in rows] == [
+        (16, 3, None),
+        (32, 1, "L16"),
+    ]
+    with pytest.raises(ValueError, match="one value per setting"):
+        run_grid(["hyena"], [(16, 2), (32, 4)], max_steps=[1, 2, 3], vocab_size=64)
+    with pytest.raises(SystemExit):
+        main(["--mixer-kwargs", "[1]"])
+    assert "--mixer-kwargs" in capsys.readouterr().err
 
 
 def test_cli_rejects_unknown_mixer(capsys) -> None:  # type: ignore[no-untyped-def]

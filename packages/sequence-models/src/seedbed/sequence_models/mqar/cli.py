@@ -15,10 +15,12 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from seedbed.sequence_models.lm import MixerLM
 from seedbed.sequence_models.mqar.data import MQARConfig, MQARData
 from seedbed.sequence_models.mqar.train import MQARResult, TrainConfig, train_mqar
 
@@ -29,6 +31,7 @@ QUICK_SETTINGS = ((64, 4), (128, 8))
 FULL_SETTINGS = ((64, 4), (128, 8), (256, 16))  # Zoology figure2 configs (512 commented out there)
 FULL_D_MODELS = (64, 128, 256, 512)
 FULL_LRS = tuple(float(x) for x in np.logspace(-4, -2, 4))
+QUICK_BATCH = 32
 FULL_BATCH = {64: 512, 128: 512, 256: 256, 512: 128}  # Zoology's batch size by sequence length
 
 # Zoology (Arora et al., 2023) Figure 2 publishes its MQAR accuracies only as a plot (no
@@ -49,6 +52,17 @@ def zoology_reference(mixer: str, seq_len: int, d_model: int) -> float | None:
     return ZOOLOGY_FIGURE2.get((mixer, seq_len, d_model))
 
 
+def _per_setting(
+    name: str, value: int | Sequence[int] | None, settings: Sequence[tuple[int, int]]
+) -> dict[tuple[int, int], int | None]:
+    """One value for every setting, or one per setting (in order)."""
+    if value is None or isinstance(value, int):
+        return {(s[0], s[1]): value for s in settings}
+    if len(value) != len(settings):
+        raise ValueError(f"{name} needs one value per setting ({len(settings)}), got {list(value)}")
+    return {(s[0], s[1]): v for s, v in zip(settings, value)}
+
+
 def run_grid(
     mixers: Sequence[str],
     settings: Sequence[tuple[int, int]],
@@ -57,51 +71,73 @@ def run_grid(
     lrs: Sequence[float] = (3e-3,),
     quick: bool = True,
     time_budget_s: float | None = None,
-    max_steps: int | None = None,
+    max_steps: int | Sequence[int] | None = None,
     epochs: float | None = None,
-    num_train: int | None = None,
+    num_train: int | Sequence[int] | None = None,
     num_test: int | None = None,
     vocab_size: int = 8192,
     batch_size: int | None = None,
     n_layers: int = 2,
     device: str = "cpu",
+    num_threads: int | None = None,
+    mixer_kwargs: dict[str, dict[str, Any]] | None = None,
+    warmup_frac: float | None = None,  # None: TrainConfig's default (0.05)
+    curriculum: bool = False,
     seed: int = 0,
     progress: bool = True,
 ) -> list[MQARResult]:
     """Train every (mixer, setting, d_model) and keep the best learning rate (as Zoology).
 
+    ``mixer_kwargs`` maps a mixer name to keyword arguments that override
+    :func:`default_mixer_kwargs`. With ``curriculum``, settings run in increasing length and
+    each (mixer, d_model) starts from its best model of the previous setting (a length
+    curriculum; Zoology trains every setting from scratch). ``max_steps`` and ``num_train``
+    are one value for every setting or one per setting (in the order of ``settings``).
+
     Returns one :class:`MQARResult` per (mixer, setting, d_model)."""
+    steps_of = _per_setting("max_steps", max_steps, settings)
+    train_of = _per_setting("num_train", num_train, settings)
     results = []
-    for seq_len, pairs in settings:
+    previous: dict[tuple[str, int], tuple[MixerLM, int]] = {}
+    for seq_len, pairs in sorted(settings) if curriculum else settings:
+        steps, n_train = steps_of[(seq_len, pairs)], train_of[(seq_len, pairs)]
         data = MQARData.build(
             MQARConfig(
                 seq_len=seq_len, num_kv_pairs=pairs, vocab_size=vocab_size,
-                num_train=num_train or (100_000 if not quick else 20_000),
+                num_train=n_train or (100_000 if not quick else 20_000),
                 num_test=num_test or (3_000 if not quick else 1_000), seed=seed,
             )
         )  # fmt: skip
         for d_model in d_models:
             for mixer in mixers:
-                best: MQARResult | None = None
+                best: tuple[MixerLM, MQARResult] | None = None
                 for lr in lrs:
                     cfg = TrainConfig(
                         mixer=mixer, d_model=d_model, n_layers=n_layers, lr=lr,
-                        batch_size=batch_size or (FULL_BATCH.get(seq_len, 128) if not quick else 64),
-                        epochs=epochs if epochs is not None else (64.0 if not quick and max_steps is None else 1.0 if max_steps is None else 1e9),
-                        max_steps=max_steps, time_budget_s=time_budget_s, device=device, seed=seed,
-                        progress=progress,
+                        mixer_kwargs=dict((mixer_kwargs or {}).get(mixer, {})),
+                        batch_size=batch_size or (FULL_BATCH.get(seq_len, 128) if not quick else QUICK_BATCH),
+                        epochs=epochs if epochs is not None else (64.0 if not quick and steps is None else 1.0 if steps is None else 1e9),
+                        max_steps=steps, time_budget_s=time_budget_s, device=device, seed=seed,
+                        num_threads=num_threads, progress=progress,
+                        warmup_frac=0.05 if warmup_frac is None else warmup_frac,
                     )  # fmt: skip
-                    _, res = train_mqar(data, cfg)
-                    if best is None or res.test_accuracy > best.test_accuracy:
-                        best = res
+                    init = previous.get((mixer, d_model)) if curriculum else None
+                    model, res = train_mqar(data, cfg, init)
+                    if best is None or res.test_accuracy > best[1].test_accuracy:
+                        best = (model, res)
                 assert best is not None
-                results.append(best)
+                results.append(best[1])
+                if curriculum:
+                    previous[(mixer, d_model)] = (best[0], seq_len)
     return results
 
 
 def format_table(results: Sequence[MQARResult]) -> str:
     """Accuracy beside Zoology's Figure-2 value, one row per run."""
-    head = f"{'mixer':<10} {'L':>4} {'pairs':>5} {'d':>4} {'acc':>7} {'zoology':>8} {'>=ref':>6} {'tok/s':>9} {'steps':>6} {'lr':>8}"
+    head = (
+        f"{'mixer':<10} {'L':>4} {'pairs':>5} {'d':>4} {'acc':>7} {'zoology':>8} {'>=ref':>6} "
+        f"{'tok/s':>9} {'steps':>6} {'train_s':>8} {'lr':>8} {'init':>5}"
+    )
     lines = [head, "-" * len(head)]
     for r in results:
         ref = zoology_reference(r.mixer, r.seq_len, r.d_model)
@@ -109,7 +145,8 @@ def format_table(results: Sequence[MQARResult]) -> str:
         ok = "" if ref is None else ("yes" if r.test_accuracy >= ref else "no")
         lines.append(
             f"{r.mixer:<10} {r.seq_len:>4} {r.num_kv_pairs:>5} {r.d_model:>4} {r.test_accuracy:>7.3f} "
-            f"{ref_s:>8} {ok:>6} {r.train_tokens_per_s:>9.0f} {r.steps:>6} {r.lr:>8.1e}"
+            f"{ref_s:>8} {ok:>6} {r.train_tokens_per_s:>9.0f} {r.steps:>6} {r.train_seconds:>8.0f} "
+            f"{r.lr:>8.1e} {r.init_from or '-':>5}"
         )
     return "\n".join(lines)
 
@@ -133,7 +170,7 @@ def plot_results(results: Sequence[MQARResult], path: Path) -> Path:
     refs = [
         (k, v)
         for k, v in ZOOLOGY_FIGURE2.items()
-        if any(r.mixer == k[0] and r.d_model == k[2] for r in results)
+        if any((r.mixer, r.seq_len, r.d_model) == k for r in results)
     ]
     for (_, seq_len, _), v in refs:
         ax.scatter([seq_len], [v], marker="x", color="k", zorder=3)
@@ -165,6 +202,20 @@ def _parse_settings(text: str) -> list[tuple[int, int]]:
     return out
 
 
+def _parse_mixer_kwargs(text: str) -> dict[str, dict[str, Any]]:
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"--mixer-kwargs must be JSON, got {text!r}") from e
+    if not isinstance(out, dict) or not all(
+        isinstance(k, str) and isinstance(v, dict) for k, v in out.items()
+    ):
+        raise argparse.ArgumentTypeError(
+            f"--mixer-kwargs must map mixer names to objects, got {text!r}"
+        )
+    return out
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="seedbed-mqar",
@@ -179,13 +230,39 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--d-model", type=int, nargs="+", default=None, help="model widths")
     p.add_argument("--lr", type=float, nargs="+", default=None, help="learning rates (best kept)")
     p.add_argument("--time-budget", type=float, default=None, help="seconds of training per run")
-    p.add_argument("--steps", type=int, default=None, help="max training steps per run")
+    p.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="max training steps per run (or per setting)",
+    )
     p.add_argument("--epochs", type=float, default=None, help="passes over the training set")
-    p.add_argument("--num-train", type=int, default=None)
+    p.add_argument(
+        "--num-train", type=int, nargs="+", default=None, help="training sequences (or per setting)"
+    )
     p.add_argument("--num-test", type=int, default=None)
+    p.add_argument("--warmup", type=float, default=None, help="warm-up share of the steps")
+    p.add_argument(
+        "--curriculum",
+        action="store_true",
+        help="settings in increasing length, each run starting from the previous setting's model",
+    )
+    p.add_argument(
+        "--mixer-kwargs",
+        type=_parse_mixer_kwargs,
+        default=None,
+        help='JSON per mixer overriding its defaults, e.g. \'{"hyena": {"filter_order": 128}}\'',
+    )
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for training (0: torch's default)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--out", type=Path, default=Path("mqar_results"), help="directory for JSON + PNG"
@@ -214,9 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = len(settings) * len(d_models) * len(mixers) * len(lrs)
         budget = max(10.0, 420.0 / runs)
     results = run_grid(
-        mixers, settings, d_models=d_models, lrs=lrs, quick=quick, time_budget_s=budget, max_steps=args.steps,
-        epochs=args.epochs, num_train=args.num_train, num_test=args.num_test, vocab_size=args.vocab_size,
-        batch_size=args.batch_size, device=args.device, seed=args.seed, progress=not args.no_progress,
+        mixers, settings, d_models=d_models, lrs=lrs, quick=quick, time_budget_s=budget,
+        max_steps=args.steps[0] if args.steps and len(args.steps) == 1 else args.steps,
+        epochs=args.epochs,
+        num_train=args.num_train[0] if args.num_train and len(args.num_train) == 1 else args.num_train,
+        num_test=args.num_test, vocab_size=args.vocab_size,
+        batch_size=args.batch_size, device=args.device, num_threads=args.threads or None,
+        mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
+        seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     print(format_table(results))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ class TrainConfig:
     time_budget_s: float | None = None  # stop when training has taken this long
     device: str = "cpu"  # where to train ("cuda" on a GPU box)
     warmup_frac: float = 0.05  # linear warm-up share of the steps, then cosine decay to 0
-    eval_batch_size: int = 256
+    eval_batch_size: int = 1024  # sequences per evaluation batch (logits only at answers)
+    num_threads: int | None = None  # torch intra-op threads while training (None: as set)
     seed: int = 0  # model init and batch order
     progress: bool = True  # tqdm bar
 
@@ -48,6 +49,14 @@ class TrainConfig:
             raise ValueError(
                 f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
                 f"epochs={self.epochs}, warmup_frac={self.warmup_frac}"
+            )
+        if self.num_threads is not None and (
+            isinstance(self.num_threads, bool)
+            or not isinstance(self.num_threads, int)
+            or self.num_threads < 1
+        ):
+            raise ValueError(
+                f"num_threads must be a positive int or None, got {self.num_threads!r}"
             )
         for name in ("d_model", "n_layers", "batch_size", "eval_batch_size"):
             val = getattr(self, name)
@@ -70,6 +79,7 @@ class MQARResult:
     steps: int
     train_seconds: float
     num_parameters: int
+    init_from: str | None = None  # "L64" when warm-started from a model trained at L=64
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -119,8 +129,37 @@ def evaluate(
     return correct / max(total, 1)
 
 
-def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
-    """Train a fresh ``cfg.mixer`` LM on ``data`` and return it with its test result."""
+def train_mqar(
+    data: MQARData, cfg: TrainConfig, init: tuple[MixerLM, int] | None = None
+) -> tuple[MixerLM, MQARResult]:
+    """Train a ``cfg.mixer`` LM on ``data`` and return it with its test result.
+
+    Args:
+        data: the setting's train and test sets.
+        cfg: the training recipe. With ``cfg.num_threads`` set, torch runs on that many
+            intra-op threads for the call (restored afterwards).
+        init: optional ``(model, seq_len)``: start from this model's weights (trained at
+            ``seq_len``; a length curriculum) instead of a fresh initialisation. Its
+            architecture must be the one ``cfg`` builds; it is not modified.
+    """
+    if not isinstance(data, MQARData) or not isinstance(cfg, TrainConfig):
+        raise TypeError(
+            f"train_mqar expects (MQARData, TrainConfig), got ({type(data).__name__}, {type(cfg).__name__})"
+        )
+    if init is not None and not (isinstance(init, tuple) and isinstance(init[0], MixerLM)):
+        raise TypeError(f"init must be (MixerLM, seq_len) or None, got {type(init).__name__}")
+    old_threads = torch.get_num_threads()
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads)
+    try:
+        return _train(data, cfg, init)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(
+    data: MQARData, cfg: TrainConfig, init: tuple[MixerLM, int] | None
+) -> tuple[MixerLM, MQARResult]:
     dcfg: MQARConfig = data.config
     torch.manual_seed(cfg.seed)
     kwargs = {**default_mixer_kwargs(cfg.mixer, cfg.d_model, dcfg.seq_len), **cfg.mixer_kwargs}
@@ -130,6 +169,13 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
             mixer_kwargs=kwargs, d_ffn=cfg.d_ffn,
         )
     ).to(cfg.device)  # fmt: skip
+    if init is not None:
+        try:
+            model.load_state_dict(init[0].state_dict())
+        except RuntimeError as e:
+            raise ValueError(
+                f"init model does not match the {cfg.mixer} d_model={cfg.d_model} model of cfg: {e}"
+            ) from e
     train_x, train_y = data.train_inputs.to(cfg.device), data.train_labels.to(cfg.device)
     # weight decay on matrices only: not on norms/biases, nor on the (tied) embedding, whose
     # decay shrinks token identity in the residual stream (slower MQAR learning in our runs)
@@ -200,4 +246,5 @@ def train_mqar(data: MQARData, cfg: TrainConfig) -> tuple[MixerLM, MQARResult]:
         mixer=cfg.mixer, seq_len=dcfg.seq_len, num_kv_pairs=dcfg.num_kv_pairs, d_model=cfg.d_model,
         lr=cfg.lr, test_accuracy=acc, final_train_loss=loss_val, train_tokens_per_s=tokens / train_s,
         steps=steps_done, train_seconds=train_s, num_parameters=model.num_parameters(),
+        init_from=None if init is None else f"L{init[1]}",
     )  # fmt: skip
