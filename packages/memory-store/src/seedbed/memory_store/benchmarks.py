@@ -149,7 +149,8 @@ def ann_recall_speed(full: bool = False) -> list[dict[str, Any]]:
     full 200k size only, since an index's advantage grows with N; quick mode, 30k vectors,
     reports it). Each index is read at the smallest efSearch / nprobe that reaches recall
     0.95. On i.i.d. uniform data in 128 dimensions the 10 nearest neighbours are barely
-    closer than random points (cosine ~0.33 against a spread of ~0.09), so graph and
+    closer than random points (expected cosine about 3.8 / sqrt(128) = 0.33 for the 10th
+    neighbour among 200k, against a spread of 1 / sqrt(128) = 0.09), so graph and
     partition indexes must visit a large share of the data to reach 0.95: the i.i.d. QPS
     targets are expected to fail, and they are reported as measured.
     """

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seedbed.sequence_models.mixers._conv import causal_depthwise_conv
+from seedbed.sequence_models.mixers._utils import check_chunk_size
 from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.mamba.chunk import chunk_selective_scan
 from seedbed.sequence_models.mixers.mamba.naive import naive_selective_scan
@@ -90,8 +91,7 @@ class MambaBlock(SequenceMixer[MambaState]):
             dt_rank = math.ceil(d_model / 16)
         if isinstance(dt_rank, bool) or not isinstance(dt_rank, int) or dt_rank < 1:
             raise ValueError(f"dt_rank must be a positive int or 'auto', got {dt_rank!r}")
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        check_chunk_size(chunk_size)
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seedbed.sequence_models.mixers._conv import causal_depthwise_conv
+from seedbed.sequence_models.mixers._utils import check_chunk_size
 from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.mamba2.chunk import chunk_ssd
 from seedbed.sequence_models.mixers.mamba2.naive import naive_ssd
@@ -107,8 +108,7 @@ class Mamba2Block(SequenceMixer[Mamba2State]):
         n_heads = e // head_dim
         if n_heads % n_groups:
             raise ValueError(f"n_heads={n_heads} must be divisible by n_groups={n_groups}")
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        check_chunk_size(chunk_size)
         if not 0 < dt_min <= dt_max:
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         if not 0 < A_init_range[0] <= A_init_range[1]:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from seedbed.core_layers import RMSNorm, RotaryEmbedding
+from seedbed.sequence_models.mixers._utils import check_chunk_size
 from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.retnet.chunk import chunk_retention
 from seedbed.sequence_models.mixers.retnet.naive import naive_retention
@@ -82,8 +83,7 @@ class MultiScaleRetention(SequenceMixer[RetentionState]):
             raise ValueError(
                 f"expand_v * d_model must be an integer divisible by n_heads={n_heads}, got {value_dim}"
             )
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        check_chunk_size(chunk_size)
         self.d_model, self.n_heads = d_model, n_heads
         self.key_dim, self.value_dim = int(key_dim), int(value_dim)
         self.head_k_dim, self.head_v_dim = self.key_dim // n_heads, self.value_dim // n_heads

@@ -13,6 +13,7 @@ import math
 import torch
 from torch import nn
 
+from seedbed.sequence_models.mixers._utils import check_chunk_size
 from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.rwkv.chunk import chunk_wkv
 from seedbed.sequence_models.mixers.rwkv.naive import empty_wkv_state, naive_wkv
@@ -93,8 +94,7 @@ class RWKVTimeMix(SequenceMixer[RWKVTimeMixState]):
         _check_layer_args(layer_id, n_layers)
         self.d_model, self.d_att = d_model, d_att
         self.mode = check_mode(mode)
-        if not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        check_chunk_size(chunk_size)
         self.chunk_size = chunk_size
         self.time_decay = nn.Parameter(torch.empty(d_att))  # w = exp(time_decay) > 0
         self.time_first = nn.Parameter(torch.empty(d_att))  # u, bonus of the current token
