@@ -66,15 +66,17 @@ def test_concurrent_writers_and_readers_exact_count(kind: str) -> None:
             )
             assert len(store) == len(alive)
             ids = sorted(alive)
-            _, got, _ = await store.asearch(np.stack([_vec(i) for i in ids]), 1)
+            queries = np.stack([_vec(i) for i in ids])
+            # the acceptance check: a search finds every surviving id (brute force over the
+            # store's contents, so it holds for every index kind)
+            _, got, _ = await store.asearch(queries, 1, exact=True)
+            assert got[:, 0].tolist() == ids
+            # the index's own search: exact for flat, and for IVF probing every list; an
+            # HNSW graph does not guarantee every node stays reachable (neighbour-list
+            # pruning can orphan one in ~1000 here), so it must find >= 99.5%
+            _, got, _ = await store.asearch(queries, 1)
             found = np.mean(got[:, 0] == np.array(ids))
-            if kind == "hnsw":
-                # an HNSW graph does not guarantee every node stays reachable (neighbour-list
-                # pruning can orphan one in ~1000 here); the exact checks are the id set and
-                # the stored vector behind every id, below
-                assert found >= 0.995, found
-            else:
-                assert found == 1.0, found  # flat, and IVF probing every list: exact
+            assert found >= (0.995 if kind == "hnsw" else 1.0), found
             assert sorted(store.ids.tolist()) == ids
             if kind != "ivf":  # IDMap2 indexes: every id still holds its own vector
                 x, stored_ids = store.store._all_vectors()

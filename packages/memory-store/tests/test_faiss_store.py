@@ -49,6 +49,34 @@ def test_search_agrees_with_exact_store(kind: str, metric: str) -> None:
         np.testing.assert_allclose(s, s_ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("metric", ["dot", "cosine", "l2"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_exact_search_equals_brute_force(kind: str, metric: str) -> None:
+    """``exact=True`` is brute force over the live vectors: deletes and filters respected."""
+    x, q = _data(), _data(20, seed=1)
+    store = FaissVectorStore(16, metric, kind, **SMALL)
+    store.add(x, metadata=[{"g": i % 3} for i in range(1000)])
+    gone = np.arange(0, 1000, 7)
+    store.delete(gone)
+    live = np.setdiff1d(np.arange(1000), gone)
+    exact = VectorStore(16, metric)
+    exact.add(x[live], ids=live)
+    s_ref, i_ref, _ = exact.search(q, 10)
+    s, i, meta = store.search(q, 10, exact=True)
+    np.testing.assert_array_equal(i, i_ref)
+    np.testing.assert_allclose(s, s_ref, rtol=1e-4, atol=1e-4)
+    assert all(
+        m == {"g": int(j) % 3} for row_m, row_i in zip(meta, i) for m, j in zip(row_m, row_i)
+    )
+    _, i, _ = store.search(q, 10, filter={"g": 1}, exact=True)
+    keep = live[live % 3 == 1]
+    sub = VectorStore(16, metric)
+    sub.add(x[keep], ids=keep)
+    np.testing.assert_array_equal(i, sub.search(q, 10)[1])
+    with pytest.raises(TypeError, match="exact must be a bool"):
+        store.search(q, 10, exact=1)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_delete_on_every_kind(kind: str) -> None:
     x = _data()

@@ -176,10 +176,11 @@ class AsyncFaissVectorStore:
         return self._submit(self._locked_write, self.store._delete, want)
 
     def search_async(
-        self, queries: Any, k: int, filter: MetadataFilter = None
+        self, queries: Any, k: int, filter: MetadataFilter = None, *, exact: bool = False
     ) -> Future[SearchResult]:
-        q, k, flt = self.store._validate_search(queries, k, filter)
-        return self._submit(self._locked_read, self.store._search, q, k, flt)
+        """Schedule a search (``exact``: see :meth:`FaissVectorStore.search`)."""
+        q, k, flt = self.store._validate_search(queries, k, filter, exact)
+        return self._submit(self._locked_read, self.store._search, q, k, flt, exact)
 
     def save_async(self, path: str | os.PathLike[str]) -> Future[None]:
         """Snapshot under the shared lock, then write durably (see FaissVectorStore.save)."""
@@ -198,8 +199,10 @@ class AsyncFaissVectorStore:
     async def adelete(self, ids: Any) -> int:
         return await asyncio.wrap_future(self.delete_async(ids))
 
-    async def asearch(self, queries: Any, k: int, filter: MetadataFilter = None) -> SearchResult:
-        return await asyncio.wrap_future(self.search_async(queries, k, filter))
+    async def asearch(
+        self, queries: Any, k: int, filter: MetadataFilter = None, *, exact: bool = False
+    ) -> SearchResult:
+        return await asyncio.wrap_future(self.search_async(queries, k, filter, exact=exact))
 
     async def asave(self, path: str | os.PathLike[str]) -> None:
         await asyncio.wrap_future(self.save_async(path))
@@ -211,8 +214,10 @@ class AsyncFaissVectorStore:
     def delete(self, ids: Any) -> int:
         return self.delete_async(ids).result()
 
-    def search(self, queries: Any, k: int, filter: MetadataFilter = None) -> SearchResult:
-        return self.search_async(queries, k, filter).result()
+    def search(
+        self, queries: Any, k: int, filter: MetadataFilter = None, *, exact: bool = False
+    ) -> SearchResult:
+        return self.search_async(queries, k, filter, exact=exact).result()
 
     def save(self, path: str | os.PathLike[str]) -> None:
         self.save_async(path).result()

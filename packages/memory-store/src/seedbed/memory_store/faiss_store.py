@@ -298,18 +298,37 @@ class FaissVectorStore:
         return len(present)
 
     # ------------------------------------------------------------------ search
-    def search(self, queries: Any, k: int, filter: MetadataFilter = None) -> SearchResult:
-        """Top-k search (see :meth:`VectorStore.search` for the result layout)."""
-        q, k, flt = self._validate_search(queries, k, filter)
+    def search(
+        self, queries: Any, k: int, filter: MetadataFilter = None, *, exact: bool = False
+    ) -> SearchResult:
+        """Top-k search (see :meth:`VectorStore.search` for the result layout).
+
+        Args:
+            queries: (Q, D) or (D,) query vectors.
+            k: results per query.
+            filter: metadata filter (see :meth:`VectorStore.search`).
+            exact: brute force over every live vector, read back from the index (O(N D) per
+                call) instead of the index's own search. For ground truth, or to check that
+                nothing was lost: an HNSW graph can leave a node unreachable after
+                neighbour-list pruning, so its approximate search may miss a stored id.
+        """
+        q, k, flt = self._validate_search(queries, k, filter, exact)
         with self._lock:
-            return self._search(q, k, flt)
+            return self._search(q, k, flt, exact)
 
     def _validate_search(
-        self, queries: Any, k: int, filter: MetadataFilter
+        self, queries: Any, k: int, filter: MetadataFilter, exact: bool = False
     ) -> tuple[np.ndarray, int, MetadataFilter]:
+        if not isinstance(exact, bool):
+            raise TypeError(f"exact must be a bool, got {type(exact).__name__}")
         return self._prepare(queries, "queries"), check_k(k), check_filter(filter)
 
-    def _search(self, q: np.ndarray, k: int, flt: MetadataFilter) -> SearchResult:
+    def _search(
+        self, q: np.ndarray, k: int, flt: MetadataFilter, exact: bool = False
+    ) -> SearchResult:
+        if exact:
+            live = [i for i, m in self._meta.items() if flt is None or matches(flt, m)]
+            return self._exact_subset(q, k, np.array(sorted(live), dtype=np.int64))
         keep: list[Any] = []  # selectors must outlive the search call
         sel: Any = None
         if flt is not None:
@@ -335,7 +354,7 @@ class FaissVectorStore:
 
     def _exact_subset(self, q: np.ndarray, k: int, allowed: np.ndarray) -> SearchResult:
         vecs = (
-            self._index.reconstruct_batch(allowed)
+            self._index.reconstruct_batch(np.ascontiguousarray(allowed))
             if len(allowed)
             else np.empty((0, self.dim), np.float32)
         )
