@@ -36,6 +36,39 @@ def test_stream_and_step_equal_forward(mixer: str) -> None:
         assert torch.allclose(torch.stack(outs, 1), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mixer", ["attention", "mamba"])
+def test_absolute_positions_stream_step_and_limit(mixer: str) -> None:
+    lm = _lm(mixer, max_position_embeddings=40)
+    assert lm.embed_pos is not None
+    assert lm.embed_pos.weight.shape == (40, 32)
+    ids = torch.randint(0, V, (2, 37), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = lm(ids)
+        a, s = lm.stream(ids[:, :13])
+        assert s.offset == 13
+        b, s = lm.stream(ids[:, 13:], s)
+        assert s.offset == 37
+        assert torch.allclose(torch.cat([a, b], 1), ref, atol=1e-5, rtol=1e-5)
+        st, outs = None, []
+        for t in range(37):
+            o, st = lm.step(ids[:, t], st)
+            outs.append(o)
+        assert torch.allclose(torch.stack(outs, 1), ref, atol=1e-5, rtol=1e-5)
+        lm.embed_pos.weight.zero_()  # the positions are used
+        assert not torch.allclose(lm(ids), ref, atol=1e-4)
+        with pytest.raises(
+            ValueError, match=r"positions 0\.\.40 exceed max_position_embeddings=40"
+        ):
+            lm(torch.zeros(1, 41, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"positions 37\.\.40 exceed"):
+            lm.stream(ids[:, :4], s)
+        _, s40 = lm.stream(torch.zeros(2, 40, dtype=torch.long))
+        with pytest.raises(ValueError, match=r"positions 40\.\.40 exceed"):
+            lm.step(ids[:, 0], s40)
+    with pytest.raises(ValueError, match="max_position_embeddings must be an int >= 0"):
+        LMConfig(vocab_size=V, max_position_embeddings=-1)
+
+
 def test_uses_core_layers_blocks_and_ties_weights() -> None:
     lm = _lm("mamba")
     assert isinstance(lm.norm, RMSNorm)

@@ -61,6 +61,39 @@ def test_warm_start_copies_weights_and_checks_architecture(tiny_data: MQARData) 
         TrainConfig(num_threads=0)
 
 
+def test_absolute_positions_default_and_length_curriculum() -> None:
+    """Attention gets learned absolute positions (Zoology) by default, other mixers none; a
+    warm start to a longer L keeps the trained rows and initialises the new ones."""
+    short, longer = (
+        MQARData.build(
+            MQARConfig(seq_len=n, num_kv_pairs=2, vocab_size=64, num_train=64, num_test=16)
+        )
+        for n in (16, 32)
+    )
+    kw = dict(d_model=16, max_steps=2, progress=False, num_threads=1)
+    attn, _ = train_mqar(short, TrainConfig(mixer="attention", **kw))  # type: ignore[arg-type]
+    assert attn.embed_pos is not None
+    assert attn.embed_pos.weight.shape == (16, 16)
+    plain, _ = train_mqar(
+        short,
+        TrainConfig(mixer="attention", abs_positions=False, **kw),  # type: ignore[arg-type]
+    )
+    assert plain.embed_pos is None
+    rwkv, _ = train_mqar(short, TrainConfig(mixer="rwkv", **kw))  # type: ignore[arg-type]
+    assert rwkv.embed_pos is None
+    frozen = TrainConfig(mixer="attention", d_model=16, max_steps=1, lr=1e-12, weight_decay=0.0,
+                         progress=False)  # fmt: skip
+    grown, res = train_mqar(longer, frozen, init=(attn, 16))
+    assert res.init_from == "L16"
+    assert grown.embed_pos is not None
+    assert grown.embed_pos.weight.shape == (32, 16)
+    torch.testing.assert_close(
+        grown.embed_pos.weight[:16], attn.embed_pos.weight, atol=1e-9, rtol=0
+    )
+    with pytest.raises(ValueError, match="abs_positions"):
+        TrainConfig(abs_positions=1)  # type: ignore[arg-type]
+
+
 def test_zoology_reference_table() -> None:
     assert zoology_reference("hyena", 64, 128) == 0.74
     assert zoology_reference("rwkv", 64, 128) == 0.93

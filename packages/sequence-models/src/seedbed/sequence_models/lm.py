@@ -36,6 +36,8 @@ class LMConfig:
     mixer_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to the mixer
     d_ffn: int | None = None  # SwiGLU hidden size; default 4 D (None) ; 0 = no MLP sublayer
     norm_eps: float = 1e-6  # RMSNorm epsilon
+    max_position_embeddings: int = 0  # > 0: learned absolute positions for that many tokens
+    #   (Zoology's attention baseline); 0: none, positions come from the mixers alone
     tie_embeddings: bool = True  # share the embedding and LM-head weights (logits scaled by D^-0.5)
 
     def __post_init__(self) -> None:
@@ -49,6 +51,9 @@ class LMConfig:
             self.d_ffn = 4 * self.d_model
         if isinstance(self.d_ffn, bool) or not isinstance(self.d_ffn, int) or self.d_ffn < 0:
             raise ValueError(f"LMConfig.d_ffn must be an int >= 0 or None, got {self.d_ffn!r}")
+        m = self.max_position_embeddings
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            raise ValueError(f"LMConfig.max_position_embeddings must be an int >= 0, got {m!r}")
         if not self.norm_eps > 0:
             raise ValueError(f"LMConfig.norm_eps must be > 0, got {self.norm_eps}")
 
@@ -59,6 +64,7 @@ class LMState(MixerState):
 
     mixer = "MixerLM"
     layers: list[MixerState]
+    offset: int = 0  # tokens seen so far (the next token's absolute position)
 
 
 class Block(nn.Module):
@@ -96,8 +102,11 @@ class Block(nn.Module):
 class MixerLM(nn.Module):
     """Token LM: embedding -> n_layers x Block(mixer, SwiGLU) -> RMSNorm -> LM head.
 
-    No positional embedding: positions come from the mixers (RoPE in attention and RetNet,
-    convolutions and recurrences elsewhere), so streams may run to any length.
+    By default no positional embedding: positions come from the mixers (RoPE in attention
+    and RetNet, convolutions and recurrences elsewhere), so streams may run to any length.
+    With ``max_position_embeddings = P > 0`` a learned absolute position embedding is added
+    to the token embedding (as Zoology's attention baseline), and a sequence or stream may
+    then hold at most P tokens.
 
     Args:
         config: :class:`LMConfig`.
@@ -116,6 +125,13 @@ class MixerLM(nn.Module):
             raise TypeError(f"MixerLM expects an LMConfig, got {type(config).__name__}")
         self.config = config
         self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed_pos = (
+            nn.Embedding(config.max_position_embeddings, config.d_model)
+            if config.max_position_embeddings
+            else None
+        )
+        if self.embed_pos is not None:
+            nn.init.normal_(self.embed_pos.weight, std=0.02)  # GPT-2's init
         self.layers = nn.ModuleList([Block(config, i) for i in range(config.n_layers)])
         self.norm = RMSNorm(config.d_model, eps=config.norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
@@ -146,10 +162,25 @@ class MixerLM(nn.Module):
                 f"[{int(ids.min())}, {int(ids.max())}]"
             )
 
+    def _embed(self, input_ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Token (+ absolute position) embeddings (B, L, D) of ids (B, L) at positions
+        ``offset .. offset + L - 1``."""
+        x = self.embed(input_ids)  # (B, L, D)
+        if self.embed_pos is not None:
+            length, limit = input_ids.shape[1], self.config.max_position_embeddings
+            if offset + length > limit:
+                raise ValueError(
+                    f"positions {offset}..{offset + length - 1} exceed "
+                    f"max_position_embeddings={limit} of this MixerLM"
+                )
+            pos = torch.arange(offset, offset + length, device=input_ids.device)
+            x = x + self.embed_pos(pos)  # (L, D) broadcast over the batch
+        return x
+
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states (B, L, D) (the LM head's input)."""
         self._check_ids(input_ids, 2)
-        x = self.embed(input_ids)
+        x = self._embed(input_ids)
         for layer in self.layers:
             x = layer(x)
         return self.norm(x)
@@ -191,12 +222,13 @@ class MixerLM(nn.Module):
         self._check_ids(input_ids, 2)
         if state is not None:
             self._check_state(state, input_ids.shape[0])
-        x = self.embed(input_ids)
+        offset = 0 if state is None else state.offset
+        x = self._embed(input_ids, offset)
         new = []
         for i, layer in enumerate(self.blocks()):
             x, s = layer.stream(x, None if state is None else state.layers[i])
             new.append(s)
-        return self.logits(self.norm(x)), LMState(layers=new)
+        return self.logits(self.norm(x)), LMState(layers=new, offset=offset + input_ids.shape[1])
 
     def step(
         self, token: torch.Tensor, state: LMState | None = None
@@ -205,12 +237,13 @@ class MixerLM(nn.Module):
         self._check_ids(token, 1)
         if state is not None:
             self._check_state(state, token.shape[0])
-        x = self.embed(token)
+        offset = 0 if state is None else state.offset
+        x = self._embed(token[:, None], offset)[:, 0]
         new = []
         for i, layer in enumerate(self.blocks()):
             x, s = layer.step(x, None if state is None else state.layers[i])
             new.append(s)
-        return self.logits(self.norm(x)), LMState(layers=new)
+        return self.logits(self.norm(x)), LMState(layers=new, offset=offset + 1)
 
     def num_parameters(self) -> int:
         """Number of distinct parameters (tied weights counted once)."""

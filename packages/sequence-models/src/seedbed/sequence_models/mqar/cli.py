@@ -83,6 +83,7 @@ def run_grid(
     mixer_kwargs: dict[str, dict[str, Any]] | None = None,
     warmup_frac: float | None = None,  # None: TrainConfig's default (0.05)
     curriculum: bool = False,
+    abs_positions: bool | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> list[MQARResult]:
@@ -93,6 +94,7 @@ def run_grid(
     each (mixer, d_model) starts from its best model of the previous setting (a length
     curriculum; Zoology trains every setting from scratch). ``max_steps`` and ``num_train``
     are one value for every setting or one per setting (in the order of ``settings``).
+    ``abs_positions`` is :attr:`TrainConfig.abs_positions` (None: attention only, as Zoology).
 
     Returns one :class:`MQARResult` per (mixer, setting, d_model)."""
     steps_of = _per_setting("max_steps", max_steps, settings)
@@ -120,6 +122,7 @@ def run_grid(
                         max_steps=steps, time_budget_s=time_budget_s, device=device, seed=seed,
                         num_threads=num_threads, progress=progress,
                         warmup_frac=0.05 if warmup_frac is None else warmup_frac,
+                        abs_positions=abs_positions,
                     )  # fmt: skip
                     init = previous.get((mixer, d_model)) if curriculum else None
                     model, res = train_mqar(data, cfg, init)
@@ -249,6 +252,12 @@ def _parser() -> argparse.ArgumentParser:
         help="settings in increasing length, each run starting from the previous setting's model",
     )
     p.add_argument(
+        "--abs-positions",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="learned absolute position embeddings (auto: attention only, as Zoology)",
+    )
+    p.add_argument(
         "--mixer-kwargs",
         type=_parse_mixer_kwargs,
         default=None,
@@ -298,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_test=args.num_test, vocab_size=args.vocab_size,
         batch_size=args.batch_size, device=args.device, num_threads=args.threads or None,
         mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
+        abs_positions={"auto": None, "on": True, "off": False}[args.abs_positions],
         seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     print(format_table(results))

@@ -27,6 +27,8 @@ class TrainConfig:
     n_layers: int = 2  # blocks (the issue: 2 layers for every mixer)
     mixer_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides default_mixer_kwargs
     d_ffn: int | None = 0  # SwiGLU width (None = 4 D); 0 = no MLP, as Zoology's Figure-2 models
+    abs_positions: bool | None = None  # learned absolute positions up to the setting's L;
+    #   None: for attention only (Zoology: max_position_embeddings = L for attention, else 0)
     lr: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.1  # AdamW weight decay (Zoology: 0.1)
     batch_size: int = 64  # sequences per step
@@ -58,6 +60,8 @@ class TrainConfig:
             raise ValueError(
                 f"num_threads must be a positive int or None, got {self.num_threads!r}"
             )
+        if self.abs_positions is not None and not isinstance(self.abs_positions, bool):
+            raise ValueError(f"abs_positions must be a bool or None, got {self.abs_positions!r}")
         for name in ("d_model", "n_layers", "batch_size", "eval_batch_size"):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
@@ -109,6 +113,19 @@ def _masked_logits(
     hidden = model.hidden_states(inputs)  # (B, L, D)
     mask = labels != IGNORE_INDEX
     return model.logits(hidden[mask]), labels[mask]  # (M, V), (M,)
+
+
+def _grown_positions(state: dict[str, torch.Tensor], model: MixerLM) -> dict[str, torch.Tensor]:
+    """``state`` with a shorter absolute-position table than ``model``'s extended: its rows
+    fill the first positions, the new model's own initialisation the rest (a length
+    curriculum from L to a longer L')."""
+    key = "embed_pos.weight"
+    if model.embed_pos is None or key not in state:
+        return state
+    old, new = state[key], model.embed_pos.weight.detach()
+    if old.ndim != 2 or old.shape[1] != new.shape[1] or old.shape[0] >= new.shape[0]:
+        return state  # same size (loads as is) or a mismatch load_state_dict will report
+    return {**state, key: torch.cat([old, new[old.shape[0] :].to(old)])}
 
 
 @torch.no_grad()
@@ -163,15 +180,17 @@ def _train(
     dcfg: MQARConfig = data.config
     torch.manual_seed(cfg.seed)
     kwargs = {**default_mixer_kwargs(cfg.mixer, cfg.d_model, dcfg.seq_len), **cfg.mixer_kwargs}
+    abs_pos = cfg.mixer == "attention" if cfg.abs_positions is None else cfg.abs_positions
     model = MixerLM(
         LMConfig(
             vocab_size=dcfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, mixer=cfg.mixer,
             mixer_kwargs=kwargs, d_ffn=cfg.d_ffn,
+            max_position_embeddings=dcfg.seq_len if abs_pos else 0,
         )
     ).to(cfg.device)  # fmt: skip
     if init is not None:
         try:
-            model.load_state_dict(init[0].state_dict())
+            model.load_state_dict(_grown_positions(init[0].state_dict(), model))
         except RuntimeError as e:
             raise ValueError(
                 f"init model does not match the {cfg.mixer} d_model={cfg.d_model} model of cfg: {e}"
