@@ -123,6 +123,7 @@ def test_cli_writes_results_and_plot(tmp_path, capsys) -> None:  # type: ignore[
 def test_cli_curriculum_per_setting_steps_and_mixer_kwargs(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     rc = main([
         "--mixers", "hyena", "--settings", "32:4,16:2", "--steps", "1", "3", "--num-train", "64", "96",
+        "--batch-size", "8", "4",
         "--vocab-size", "64", "--num-test", "16", "--curriculum", "--out", str(tmp_path),
         "--mixer-kwargs", '{"hyena": {"filter_order": 8}}', "--no-progress",
     ])  # fmt: skip
@@ -133,6 +134,10 @@ def test_cli_curriculum_per_setting_steps_and_mixer_kwargs(tmp_path, capsys) -> 
         (16, 3, None),
         (32, 1, "L16"),
     ]
+    # tokens/s counts the setting's own batch: 4 x 16 tokens a step at L=16, 8 x 32 at L=32
+    assert [r["train_tokens_per_s"] * r["train_seconds"] for r in rows] == pytest.approx(
+        [3 * 4 * 16, 1 * 8 * 32]
+    )
     with pytest.raises(ValueError, match="one value per setting"):
         run_grid(["hyena"], [(16, 2), (32, 4)], max_steps=[1, 2, 3], vocab_size=64)
     with pytest.raises(SystemExit):

@@ -76,7 +76,7 @@ def run_grid(
     num_train: int | Sequence[int] | None = None,
     num_test: int | None = None,
     vocab_size: int = 8192,
-    batch_size: int | None = None,
+    batch_size: int | Sequence[int] | None = None,
     n_layers: int = 2,
     device: str = "cpu",
     num_threads: int | None = None,
@@ -92,17 +92,20 @@ def run_grid(
     ``mixer_kwargs`` maps a mixer name to keyword arguments that override
     :func:`default_mixer_kwargs`. With ``curriculum``, settings run in increasing length and
     each (mixer, d_model) starts from its best model of the previous setting (a length
-    curriculum; Zoology trains every setting from scratch). ``max_steps`` and ``num_train``
-    are one value for every setting or one per setting (in the order of ``settings``).
+    curriculum; Zoology trains every setting from scratch). ``max_steps``, ``num_train`` and
+    ``batch_size`` are one value for every setting or one per setting (in the order of
+    ``settings``).
     ``abs_positions`` is :attr:`TrainConfig.abs_positions` (None: attention only, as Zoology).
 
     Returns one :class:`MQARResult` per (mixer, setting, d_model)."""
     steps_of = _per_setting("max_steps", max_steps, settings)
     train_of = _per_setting("num_train", num_train, settings)
+    batch_of = _per_setting("batch_size", batch_size, settings)
     results = []
     previous: dict[tuple[str, int], tuple[MixerLM, int]] = {}
     for seq_len, pairs in sorted(settings) if curriculum else settings:
         steps, n_train = steps_of[(seq_len, pairs)], train_of[(seq_len, pairs)]
+        batch = batch_of[(seq_len, pairs)]
         data = MQARData.build(
             MQARConfig(
                 seq_len=seq_len, num_kv_pairs=pairs, vocab_size=vocab_size,
@@ -117,7 +120,7 @@ def run_grid(
                     cfg = TrainConfig(
                         mixer=mixer, d_model=d_model, n_layers=n_layers, lr=lr,
                         mixer_kwargs=dict((mixer_kwargs or {}).get(mixer, {})),
-                        batch_size=batch_size or (FULL_BATCH.get(seq_len, 128) if not quick else QUICK_BATCH),
+                        batch_size=batch or (FULL_BATCH.get(seq_len, 128) if not quick else QUICK_BATCH),
                         epochs=epochs if epochs is not None else (64.0 if not quick and steps is None else 1.0 if steps is None else 1e9),
                         max_steps=steps, time_budget_s=time_budget_s, device=device, seed=seed,
                         num_threads=num_threads, progress=progress,
@@ -264,7 +267,13 @@ def _parser() -> argparse.ArgumentParser:
         help='JSON per mixer overriding its defaults, e.g. \'{"hyena": {"filter_order": 128}}\'',
     )
     p.add_argument("--vocab-size", type=int, default=8192)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="sequences per step (or per setting)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--threads",
@@ -305,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         epochs=args.epochs,
         num_train=args.num_train[0] if args.num_train and len(args.num_train) == 1 else args.num_train,
         num_test=args.num_test, vocab_size=args.vocab_size,
-        batch_size=args.batch_size, device=args.device, num_threads=args.threads or None,
+        batch_size=args.batch_size[0] if args.batch_size and len(args.batch_size) == 1 else args.batch_size,
+        device=args.device, num_threads=args.threads or None,
         mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
         abs_positions={"auto": None, "on": True, "off": False}[args.abs_positions],
         seed=args.seed, progress=not args.no_progress,
