@@ -19,6 +19,21 @@ def _lm(mixer: str, **kw):  # type: ignore[no-untyped-def]
     ).eval()
 
 
+def _check_stream_and_step(lm: MixerLM, ids: torch.Tensor, ref: torch.Tensor) -> LMState:
+    """Two streamed chunks (13 + rest), then token-by-token steps, both equal ``ref``;
+    returns the state after the stream."""
+    a, s = lm.stream(ids[:, :13])
+    assert s.offset == 13
+    b, s = lm.stream(ids[:, 13:], s)
+    assert torch.allclose(torch.cat([a, b], 1), ref, atol=1e-5, rtol=1e-5)
+    st, outs = None, []
+    for t in range(ids.shape[1]):
+        o, st = lm.step(ids[:, t], st)
+        outs.append(o)
+    assert torch.allclose(torch.stack(outs, 1), ref, atol=1e-5, rtol=1e-5)
+    return s
+
+
 @pytest.mark.parametrize("mixer", list(MIXERS))
 def test_stream_and_step_equal_forward(mixer: str) -> None:
     lm = _lm(mixer)
@@ -26,14 +41,7 @@ def test_stream_and_step_equal_forward(mixer: str) -> None:
     with torch.no_grad():
         ref = lm(ids)
         assert ref.shape == (2, 37, V)
-        a, s = lm.stream(ids[:, :13])
-        b, s = lm.stream(ids[:, 13:], s)
-        assert torch.allclose(torch.cat([a, b], 1), ref, atol=1e-5, rtol=1e-5)
-        st, outs = None, []
-        for t in range(37):
-            o, st = lm.step(ids[:, t], st)
-            outs.append(o)
-        assert torch.allclose(torch.stack(outs, 1), ref, atol=1e-5, rtol=1e-5)
+        _check_stream_and_step(lm, ids, ref)
 
 
 @pytest.mark.parametrize("mixer", ["attention", "mamba"])
@@ -44,16 +52,8 @@ def test_absolute_positions_stream_step_and_limit(mixer: str) -> None:
     ids = torch.randint(0, V, (2, 37), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         ref = lm(ids)
-        a, s = lm.stream(ids[:, :13])
-        assert s.offset == 13
-        b, s = lm.stream(ids[:, 13:], s)
+        s = _check_stream_and_step(lm, ids, ref)
         assert s.offset == 37
-        assert torch.allclose(torch.cat([a, b], 1), ref, atol=1e-5, rtol=1e-5)
-        st, outs = None, []
-        for t in range(37):
-            o, st = lm.step(ids[:, t], st)
-            outs.append(o)
-        assert torch.allclose(torch.stack(outs, 1), ref, atol=1e-5, rtol=1e-5)
         lm.embed_pos.weight.zero_()  # the positions are used
         assert not torch.allclose(lm(ids), ref, atol=1e-4)
         with pytest.raises(
