@@ -224,12 +224,14 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
     Quick: L = 64, 4 pairs, V = 8192, D = 128, 2 layers, one epoch of 8192 sequences (256
     steps of 32) or 45 s of training, whichever ends first, on one thread (~30 s in all); it
     reports the accuracy reached and the training throughput, with no target (a CPU minute is
-    far from the ~2500 steps of 32 sequences attention needs to leave the 1/pairs plateau).
+    far from the ~600 steps of 64 sequences attention needs to leave the 1/pairs plateau).
     Full: the best CPU recipe measured so far (BENCHMARKS.md, "MQAR"): (64, 4) for 10000
-    steps of 32 sequences from 320k training sequences, then (256, 16) for 2000 steps from
-    64k, started from the (64, 4) model (length curriculum); AdamW lr 3e-3, 5% warm-up then
-    cosine; 3000 test sequences; target >= 0.99 (the acceptance value; this recipe measured
-    0.904 and 0.233 on one CPU thread, so it fails there). On a GPU when one is present.
+    steps of 64 sequences from 100k training sequences, then (256, 16) for 6000 steps of 32
+    from 100k, started from the (64, 4) model (length curriculum); attention with learned
+    absolute positions (Zoology's baseline; the MQAR default for attention), AdamW lr 3e-3,
+    5% warm-up then cosine; 3000 test sequences; target >= 0.99 (the acceptance value). On
+    one CPU thread this recipe measured 0.993 at (64, 4) and 0.416 at (256, 16) (~60 min).
+    On a GPU when one is present.
     """
     from seedbed.sequence_models.mqar.cli import run_grid
 
@@ -237,7 +239,8 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         results = run_grid(
             ["attention"], [(64, 4), (256, 16)], d_models=[128], lrs=[3e-3], quick=False,
-            max_steps=[10_000, 2_000], num_train=[320_000, 64_000], num_test=3_000, batch_size=32,
+            max_steps=[10_000, 6_000], num_train=[100_000, 100_000], num_test=3_000,
+            batch_size=[64, 32],
             curriculum=True, device=device, num_threads=1 if device == "cpu" else None,
             progress=False,
         )  # fmt: skip
