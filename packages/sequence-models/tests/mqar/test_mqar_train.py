@@ -57,6 +57,8 @@ def test_warm_start_copies_weights_and_checks_architecture(tiny_data: MQARData) 
         )
     with pytest.raises(TypeError, match="init"):
         train_mqar(tiny_data, cfg, init=first)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="init"):
+        train_mqar(tiny_data, cfg, init=(first, "L16"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="num_threads"):
         TrainConfig(num_threads=0)
 
@@ -148,3 +150,24 @@ def test_cli_curriculum_per_setting_steps_and_mixer_kwargs(tmp_path, capsys) -> 
 def test_cli_rejects_unknown_mixer(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["--mixers", "lstm", "--steps", "1"]) == 2
     assert "unknown mixers" in capsys.readouterr().err
+
+
+def test_cli_abs_positions_flag(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``--abs-positions on`` adds an (L, d) table to a mixer that has none by default, and
+    ``off`` removes attention's."""
+    common = ["--settings", "16:2", "--steps", "1", "--num-train", "32", "--vocab-size", "64",
+              "--num-test", "8", "--d-model", "16", "--no-progress"]  # fmt: skip
+    params = {}
+    for mixer in ("rwkv", "attention"):
+        for flag in ("auto", "on", "off"):
+            out = tmp_path / f"{mixer}-{flag}"
+            assert (
+                main(["--mixers", mixer, "--abs-positions", flag, "--out", str(out), *common]) == 0
+            )
+            params[mixer, flag] = json.loads((out / "mqar_results.json").read_text())[0][
+                "num_parameters"
+            ]
+    assert params["rwkv", "on"] - params["rwkv", "off"] == 16 * 16
+    assert params["rwkv", "auto"] == params["rwkv", "off"]
+    assert params["attention", "auto"] - params["attention", "off"] == 16 * 16
+    assert params["attention", "on"] == params["attention", "auto"]

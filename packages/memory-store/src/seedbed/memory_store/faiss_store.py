@@ -211,7 +211,7 @@ class FaissVectorStore:
     def ids(self) -> np.ndarray:
         """(N,) int64 live ids (sorted)."""
         with self._lock:
-            return np.array(sorted(self._meta), dtype=np.int64)
+            return self._live_ids(None)
 
     def get(self, ids: Any) -> tuple[np.ndarray, list[dict[str, Any]]]:
         """Stored vectors (M, D) and metadata for the given ids (KeyError if one is missing)."""
@@ -327,14 +327,11 @@ class FaissVectorStore:
         self, q: np.ndarray, k: int, flt: MetadataFilter, exact: bool = False
     ) -> SearchResult:
         if exact:
-            live = [i for i, m in self._meta.items() if flt is None or matches(flt, m)]
-            return self._exact_subset(q, k, np.array(sorted(live), dtype=np.int64))
+            return self._exact_subset(q, k, self._live_ids(flt))
         keep: list[Any] = []  # selectors must outlive the search call
         sel: Any = None
         if flt is not None:
-            allowed = np.array(
-                [i for i, m in self._meta.items() if matches(flt, m)], dtype=np.int64
-            )
+            allowed = self._live_ids(flt)
             if self.kind == "hnsw" and len(allowed) < self.exact_filter_below:
                 return self._exact_subset(q, k, allowed)
             sel = faiss.IDSelectorBatch(allowed)
@@ -351,6 +348,11 @@ class FaissVectorStore:
             params = _faiss.SearchParameters(sel=sel)
         scores, ids = self._index.search(q, k, params=params)
         return self._finish(scores, ids)
+
+    def _live_ids(self, flt: MetadataFilter) -> np.ndarray:
+        """(M,) int64 sorted live ids whose metadata pass ``flt`` (all of them for None)."""
+        ids = [i for i, m in self._meta.items() if flt is None or matches(flt, m)]
+        return np.array(sorted(ids), dtype=np.int64)
 
     def _exact_subset(self, q: np.ndarray, k: int, allowed: np.ndarray) -> SearchResult:
         vecs = (

@@ -222,6 +222,11 @@ def _parse_mixer_kwargs(text: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _one_or_each(values: list[int] | None) -> int | list[int] | None:
+    """A ``nargs="+"`` option: one value for every setting, or the list (one per setting)."""
+    return values[0] if values and len(values) == 1 else values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="seedbed-mqar",
@@ -310,12 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         budget = max(10.0, 420.0 / runs)
     results = run_grid(
         mixers, settings, d_models=d_models, lrs=lrs, quick=quick, time_budget_s=budget,
-        max_steps=args.steps[0] if args.steps and len(args.steps) == 1 else args.steps,
-        epochs=args.epochs,
-        num_train=args.num_train[0] if args.num_train and len(args.num_train) == 1 else args.num_train,
-        num_test=args.num_test, vocab_size=args.vocab_size,
-        batch_size=args.batch_size[0] if args.batch_size and len(args.batch_size) == 1 else args.batch_size,
-        device=args.device, num_threads=args.threads or None,
+        max_steps=_one_or_each(args.steps), epochs=args.epochs,
+        num_train=_one_or_each(args.num_train), num_test=args.num_test,
+        vocab_size=args.vocab_size, batch_size=_one_or_each(args.batch_size), device=args.device, num_threads=args.threads or None,
         mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
         abs_positions={"auto": None, "on": True, "off": False}[args.abs_positions],
         seed=args.seed, progress=not args.no_progress,

@@ -52,17 +52,10 @@ class TrainConfig:
                 f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
                 f"epochs={self.epochs}, warmup_frac={self.warmup_frac}"
             )
-        if self.num_threads is not None and (
-            isinstance(self.num_threads, bool)
-            or not isinstance(self.num_threads, int)
-            or self.num_threads < 1
-        ):
-            raise ValueError(
-                f"num_threads must be a positive int or None, got {self.num_threads!r}"
-            )
         if self.abs_positions is not None and not isinstance(self.abs_positions, bool):
             raise ValueError(f"abs_positions must be a bool or None, got {self.abs_positions!r}")
-        for name in ("d_model", "n_layers", "batch_size", "eval_batch_size"):
+        optional = ("num_threads",) if self.num_threads is not None else ()
+        for name in ("d_model", "n_layers", "batch_size", "eval_batch_size", *optional):
             val = getattr(self, name)
             if isinstance(val, bool) or not isinstance(val, int) or val < 1:
                 raise ValueError(f"TrainConfig.{name} must be a positive int, got {val!r}")
@@ -163,8 +156,13 @@ def train_mqar(
         raise TypeError(
             f"train_mqar expects (MQARData, TrainConfig), got ({type(data).__name__}, {type(cfg).__name__})"
         )
-    if init is not None and not (isinstance(init, tuple) and isinstance(init[0], MixerLM)):
-        raise TypeError(f"init must be (MixerLM, seq_len) or None, got {type(init).__name__}")
+    if init is not None and not (
+        isinstance(init, tuple)
+        and len(init) == 2
+        and isinstance(init[0], MixerLM)
+        and isinstance(init[1], int)
+    ):
+        raise TypeError(f"init must be (MixerLM, seq_len) or None, got {init!r:.80}")
     old_threads = torch.get_num_threads()
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads)
@@ -196,8 +194,9 @@ def _train(
                 f"init model does not match the {cfg.mixer} d_model={cfg.d_model} model of cfg: {e}"
             ) from e
     train_x, train_y = data.train_inputs.to(cfg.device), data.train_labels.to(cfg.device)
-    # weight decay on matrices only: not on norms/biases, nor on the (tied) embedding, whose
-    # decay shrinks token identity in the residual stream (slower MQAR learning in our runs)
+    # weight decay on matrices only: not on norms/biases, nor on the embeddings ("embed*":
+    # the tied token table, whose decay shrinks token identity in the residual stream, slower
+    # MQAR learning in our runs, and the absolute positions)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("embed")]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2 or n.startswith("embed")]
     opt = torch.optim.AdamW(
