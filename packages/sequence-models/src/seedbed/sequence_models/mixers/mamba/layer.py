@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from seedbed.sequence_models.mixers._conv import causal_depthwise_conv
+from seedbed.sequence_models.mixers._native import NativeUnavailable
 from seedbed.sequence_models.mixers._utils import check_chunk_size
-from seedbed.sequence_models.mixers.base import MixerState, SequenceMixer, check_mode
+from seedbed.sequence_models.mixers.base import MODES, MixerState, SequenceMixer, check_mode
 from seedbed.sequence_models.mixers.mamba.chunk import chunk_selective_scan
+from seedbed.sequence_models.mixers.mamba.fused import fused_selective_scan
 from seedbed.sequence_models.mixers.mamba.naive import naive_selective_scan
 from seedbed.sequence_models.mixers.mamba.recurrent import (
     recurrent_selective_scan,
@@ -20,6 +23,21 @@ from seedbed.sequence_models.mixers.mamba.recurrent import (
 )
 
 __all__ = ["MambaBlock", "MambaState"]
+
+MAMBA_MODES = ("auto", "fused", *MODES)
+_warned_fallback = False
+
+
+def _warn_fallback(reason: str) -> None:
+    global _warned_fallback
+    if not _warned_fallback:
+        _warned_fallback = True
+        warnings.warn(
+            f"MambaBlock: the fused CPU scan is unavailable ({reason}); using the slower "
+            "PyTorch chunked scan",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 @dataclasses.dataclass
@@ -51,8 +69,11 @@ class MambaBlock(SequenceMixer[MambaState]):
         d_conv: depthwise convolution width K.
         expand: inner dimension E = expand * D.
         dt_rank: rank R of the delta projection ("auto" = ceil(D / 16)).
-        mode: scan form for ``forward``/``stream``: "chunk", "recurrent" or "naive".
-        chunk_size: chunk length of the chunked scan.
+        mode: scan form for ``forward``/``stream``: "auto" (the fused kernel for CPU tensors
+            when it builds here, else "chunk"), "fused" (``fused.py``, CPU only), "chunk"
+            (pure PyTorch, any device), "recurrent" or "naive".
+        chunk_size: chunk length of the chunked scan (the checkpoint interval of the fused
+            one's backward pass).
         conv_bias, bias: biases of the convolution / of in_proj and out_proj.
         dt_min, dt_max, dt_init_floor: range of the initial step sizes (Mamba's init).
 
@@ -70,7 +91,7 @@ class MambaBlock(SequenceMixer[MambaState]):
         expand: int = 2,
         dt_rank: int | str = "auto",
         *,
-        mode: str = "chunk",
+        mode: str = "auto",
         chunk_size: int = 32,
         conv_bias: bool = True,
         bias: bool = False,
@@ -96,7 +117,7 @@ class MambaBlock(SequenceMixer[MambaState]):
             raise ValueError(f"need 0 < dt_min <= dt_max, got dt_min={dt_min}, dt_max={dt_max}")
         self.d_model, self.d_state, self.d_conv = d_model, d_state, d_conv
         self.d_inner, self.dt_rank = expand * d_model, dt_rank
-        self.mode = check_mode(mode)
+        self.mode = check_mode(mode, MAMBA_MODES)
         self.chunk_size = chunk_size
         e = self.d_inner
         self.in_proj = nn.Linear(d_model, 2 * e, bias=bias)
@@ -135,6 +156,28 @@ class MambaBlock(SequenceMixer[MambaState]):
         delta = F.softplus(self.dt_proj(dt))
         return delta, B, C
 
+    def _scan(self, xc, delta, A, B, C, h0):  # type: ignore[no-untyped-def]
+        """The selective scan in this block's ``mode``: (y (B, L, E), final state)."""
+        mode = self.mode
+        if mode in ("auto", "fused"):
+            if xc.device.type == "cpu":
+                try:
+                    return fused_selective_scan(
+                        xc, delta, A, B, C, h0, True, chunk_size=self.chunk_size
+                    )
+                except NativeUnavailable as exc:
+                    if mode == "fused":
+                        raise
+                    _warn_fallback(str(exc))
+            elif mode == "fused":
+                raise ValueError(f"mode='fused' runs on the CPU only; the input is on {xc.device}")
+            mode = "chunk"
+        if mode == "chunk":
+            return chunk_selective_scan(xc, delta, A, B, C, h0, True, chunk_size=self.chunk_size)
+        if mode == "recurrent":
+            return recurrent_selective_scan(xc, delta, A, B, C, h0, True)
+        return naive_selective_scan(xc, delta, A, B, C, h0, True)
+
     def _stream(self, x: torch.Tensor, state: MambaState | None) -> tuple[torch.Tensor, MambaState]:
         if state is None:
             state = self.init_state(x.shape[0], device=x.device, dtype=x.dtype)
@@ -145,14 +188,7 @@ class MambaBlock(SequenceMixer[MambaState]):
         xc = F.silu(xc).transpose(1, 2)  # (B, L, E)
         delta, B, C = self._ssm_inputs(xc)
         A = -torch.exp(self.A_log.float())  # (E, N)
-        if self.mode == "chunk":
-            y, h = chunk_selective_scan(
-                xc, delta, A, B, C, state.ssm, True, chunk_size=self.chunk_size
-            )
-        elif self.mode == "recurrent":
-            y, h = recurrent_selective_scan(xc, delta, A, B, C, state.ssm, True)
-        else:
-            y, h = naive_selective_scan(xc, delta, A, B, C, state.ssm, True)
+        y, h = self._scan(xc, delta, A, B, C, state.ssm)
         assert h is not None
         y = (y + xc * self.D.to(xc.dtype)) * F.silu(z)
         return self.out_proj(y), MambaState(conv=tail, ssm=h)
