@@ -79,25 +79,19 @@ def _run_blocks(fn, blocks: list[tuple[int, int]], make_args) -> None:  # type: 
 
 
 def _forward(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    h0: torch.Tensor | None,
-    chunk: int,
-    keep_checkpoints: bool,
+    inputs: tuple[torch.Tensor, ...], h0: torch.Tensor | None, chunk: int, keep_checkpoints: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Contiguous same-dtype inputs -> y (B, L, E), h_last (B, E, N), checkpoints or None."""
+    """inputs = (u, delta, A, B, C), contiguous, one dtype -> y (B, L, E), h_last (B, E, N),
+    checkpoints (B, ceil(L / chunk), E, N) or None."""
+    u, A = inputs[0], inputs[2]
     bsz, length, e = u.shape
     n = A.shape[1]
     y = torch.empty_like(u)
     h_last = u.new_empty(bsz, e, n)
     ck = u.new_empty(bsz, math.ceil(length / chunk), e, n) if keep_checkpoints else None
-    lib = _library(u.dtype)
-    ptrs = [_ptr(t) for t in (u, delta, A, B, C, h0, y, h_last, ck)]
+    ptrs = [_ptr(t) for t in (*inputs, h0, y, h_last, ck)]
     _run_blocks(
-        lib.scan_forward,
+        _library(u.dtype).scan_forward,
         _channel_blocks(e),
         lambda i, lo, hi: (*ptrs, bsz, length, e, n, chunk, lo, hi),
     )
@@ -107,17 +101,10 @@ def _forward(
 class _FusedScan(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx,
-        u: torch.Tensor,
-        delta: torch.Tensor,
-        A: torch.Tensor,
-        B: torch.Tensor,
-        C: torch.Tensor,
-        h0: torch.Tensor | None,
-        chunk: int,
+        ctx, chunk: int, h0: torch.Tensor | None, *inputs: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        y, h_last, ck = _forward(u, delta, A, B, C, h0, chunk, keep_checkpoints=True)
-        ctx.save_for_backward(u, delta, A, B, C, ck)
+        y, h_last, ck = _forward(inputs, h0, chunk, keep_checkpoints=True)
+        ctx.save_for_backward(*inputs, ck)
         ctx.chunk, ctx.has_h0 = chunk, h0 is not None
         return y, h_last
 
@@ -141,7 +128,7 @@ class _FusedScan(torch.autograd.Function):
             blocks,
             lambda i, lo, hi: (*head, _ptr(dBs[i]), _ptr(dCs[i]), *tail, lo, hi),
         )
-        return du, ddelta, dA, dBs.sum(0), dCs.sum(0), (dh0 if ctx.has_h0 else None), None
+        return None, (dh0 if ctx.has_h0 else None), du, ddelta, dA, dBs.sum(0), dCs.sum(0)
 
 
 def _check(u, delta, A, B, C, initial_state) -> None:  # type: ignore[no-untyped-def]
@@ -203,10 +190,10 @@ def fused_selective_scan(
     if length == 0:
         state = h0 if h0 is not None else u.new_zeros(bsz, e, A.shape[1], dtype=dtype)
         return u.new_empty(bsz, 0, e), (state if output_final_state else None)
-    uf, df, Af, Bf, Cf = (t.to(dtype).contiguous() for t in (u, delta, A, B, C))
-    inputs = (uf, df, Af, Bf, Cf) + (() if h0 is None else (h0,))
-    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
-        y, h_last = _FusedScan.apply(uf, df, Af, Bf, Cf, h0, chunk_size)
+    inputs = tuple(t.to(dtype).contiguous() for t in (u, delta, A, B, C))
+    leaves = inputs if h0 is None else (*inputs, h0)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in leaves):
+        y, h_last = _FusedScan.apply(chunk_size, h0, *inputs)
     else:
-        y, h_last, _ = _forward(uf, df, Af, Bf, Cf, h0, chunk_size, keep_checkpoints=False)
+        y, h_last, _ = _forward(inputs, h0, chunk_size, keep_checkpoints=False)
     return y.to(u.dtype), (h_last if output_final_state else None)
