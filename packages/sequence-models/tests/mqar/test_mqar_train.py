@@ -171,3 +171,37 @@ def test_cli_abs_positions_flag(tmp_path) -> None:  # type: ignore[no-untyped-de
     assert params["rwkv", "auto"] == params["rwkv", "off"]
     assert params["attention", "auto"] - params["attention", "off"] == 16 * 16
     assert params["attention", "on"] == params["attention", "auto"]
+
+
+def test_bf16_precision_autocasts_the_training_forward(tiny_data, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``precision="bf16"`` runs the training logits in bfloat16 (fp32 otherwise); the weights
+    stay fp32, the run learns, and the CLI passes the flag through."""
+    import seedbed.sequence_models.mqar.train as train_mod
+
+    seen: list[torch.dtype] = []
+    original = train_mod._masked_logits
+
+    def spy(model, inputs, labels):  # type: ignore[no-untyped-def]
+        logits, target = original(model, inputs, labels)
+        seen.append(logits.dtype)
+        return logits, target
+
+    monkeypatch.setattr(train_mod, "_masked_logits", spy)
+    cfg = dict(mixer="rwkv", d_model=16, batch_size=32, lr=3e-3, progress=False)
+    _, first = train_mqar(tiny_data, TrainConfig(max_steps=1, **cfg))  # type: ignore[arg-type]
+    for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        seen.clear()
+        model, res = train_mqar(tiny_data, TrainConfig(epochs=4, precision=precision, **cfg))  # type: ignore[arg-type]
+        assert res.precision == precision
+        assert seen[0] == dtype  # a training step
+        assert seen[-1] == torch.float32  # the evaluation
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert res.final_train_loss < first.final_train_loss - 0.5  # it learns
+    with pytest.raises(ValueError, match="precision"):
+        TrainConfig(precision="fp16")
+    out = tmp_path / "bf16"
+    args = ["--mixers", "attention", "--settings", "16:2", "--steps", "2", "--num-train", "32",
+            "--vocab-size", "64", "--num-test", "8", "--d-model", "16", "--no-progress",
+            "--precision", "bf16", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert json.loads((out / "mqar_results.json").read_text())[0]["precision"] == "bf16"

@@ -42,7 +42,9 @@ class AttentionMixer(SequenceMixer[AttentionState]):
         bias: biases in the projections. With RoPE and no positional embedding, the q/k
             biases are what lets a head attend by relative position alone (e.g. to the
             previous token, the first half of an induction circuit).
-        rope_theta: RoPE base.
+        rope_theta: RoPE base, or None for no rotation: positions must then come from
+            outside the mixer (e.g. :class:`MixerLM`'s learned absolute positions, as in
+            Zoology's attention baseline), else the mixer cannot tell token order.
         backend: attention backend for core-layers' :func:`attention`.
 
     Shapes:
@@ -58,7 +60,7 @@ class AttentionMixer(SequenceMixer[AttentionState]):
         n_heads: int = 1,
         *,
         bias: bool = True,
-        rope_theta: float = 10000.0,
+        rope_theta: float | None = 10000.0,
         backend: str = "auto",
     ):
         super().__init__()
@@ -78,7 +80,9 @@ class AttentionMixer(SequenceMixer[AttentionState]):
             d_model,
             n_heads,
             bias=bias,
-            rope=RotaryEmbedding(self.head_dim, rope_theta=rope_theta),
+            rope=None
+            if rope_theta is None
+            else RotaryEmbedding(self.head_dim, rope_theta=rope_theta),
             backend=backend,
         )
 
@@ -109,9 +113,9 @@ class AttentionMixer(SequenceMixer[AttentionState]):
         q = a.q_proj(x).view(b, s, self.n_heads, self.head_dim)  # (B, S, H, D)
         k = a.k_proj(x).view(b, s, self.n_heads, self.head_dim)
         v = a.v_proj(x).view(b, s, self.n_heads, self.head_dim)
-        assert a.rope is not None
-        cos, sin = a.rope(torch.arange(state.offset, state.offset + s, device=x.device))
-        q, k = a.rope.rotate(q, cos, sin), a.rope.rotate(k, cos, sin)
+        if a.rope is not None:
+            cos, sin = a.rope(torch.arange(state.offset, state.offset + s, device=x.device))
+            q, k = a.rope.rotate(q, cos, sin), a.rope.rotate(k, cos, sin)
         k_all = torch.cat([state.k.to(k.dtype), k], dim=1)  # (B, T+S, H, D)
         v_all = torch.cat([state.v.to(v.dtype), v], dim=1)
         out = attention(q, k_all, v_all, causal=True, backend=a.backend)  # bottom-right aligned

@@ -22,7 +22,7 @@ import torch
 
 from seedbed.sequence_models.lm import MixerLM
 from seedbed.sequence_models.mqar.data import MQARConfig, MQARData
-from seedbed.sequence_models.mqar.train import MQARResult, TrainConfig, train_mqar
+from seedbed.sequence_models.mqar.train import PRECISIONS, MQARResult, TrainConfig, train_mqar
 
 __all__ = ["ZOOLOGY_FIGURE2", "main", "plot_results", "run_grid", "zoology_reference"]
 
@@ -84,6 +84,7 @@ def run_grid(
     warmup_frac: float | None = None,  # None: TrainConfig's default (0.05)
     curriculum: bool = False,
     abs_positions: bool | None = None,
+    precision: str = "fp32",
     seed: int = 0,
     progress: bool = True,
 ) -> list[MQARResult]:
@@ -95,7 +96,8 @@ def run_grid(
     curriculum; Zoology trains every setting from scratch). ``max_steps``, ``num_train`` and
     ``batch_size`` are one value for every setting or one per setting (in the order of
     ``settings``).
-    ``abs_positions`` is :attr:`TrainConfig.abs_positions` (None: attention only, as Zoology).
+    ``abs_positions`` is :attr:`TrainConfig.abs_positions` (None: attention only, as Zoology);
+    ``precision`` is :attr:`TrainConfig.precision`.
 
     Returns one :class:`MQARResult` per (mixer, setting, d_model)."""
     steps_of = _per_setting("max_steps", max_steps, settings)
@@ -125,7 +127,7 @@ def run_grid(
                         max_steps=steps, time_budget_s=time_budget_s, device=device, seed=seed,
                         num_threads=num_threads, progress=progress,
                         warmup_frac=0.05 if warmup_frac is None else warmup_frac,
-                        abs_positions=abs_positions,
+                        abs_positions=abs_positions, precision=precision,
                     )  # fmt: skip
                     init = previous.get((mixer, d_model)) if curriculum else None
                     model, res = train_mqar(data, cfg, init)
@@ -279,6 +281,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="sequences per step (or per setting)",
     )
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="training forward precision (bf16: autocast; evaluation is always fp32)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--threads",
@@ -321,6 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_threads=args.threads or None,
         mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
         abs_positions={"auto": None, "on": True, "off": False}[args.abs_positions],
+        precision=args.precision,
         seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     print(format_table(results))

@@ -15,7 +15,16 @@ from tqdm.auto import tqdm
 from seedbed.sequence_models.lm import LMConfig, MixerLM
 from seedbed.sequence_models.mqar.data import IGNORE_INDEX, MQARConfig, MQARData
 
-__all__ = ["MQARResult", "TrainConfig", "default_mixer_kwargs", "evaluate", "train_mqar"]
+__all__ = [
+    "PRECISIONS",
+    "MQARResult",
+    "TrainConfig",
+    "default_mixer_kwargs",
+    "evaluate",
+    "train_mqar",
+]
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -37,6 +46,8 @@ class TrainConfig:
     time_budget_s: float | None = None  # stop when training has taken this long
     device: str = "cpu"  # where to train ("cuda" on a GPU box)
     warmup_frac: float = 0.05  # linear warm-up share of the steps, then cosine decay to 0
+    precision: str = "fp32"  # "bf16": training forward under torch.autocast (bfloat16
+    #   matmuls; weights, loss and optimiser stay fp32); evaluation is always fp32
     eval_batch_size: int = 1024  # sequences per evaluation batch (logits only at answers)
     num_threads: int | None = None  # torch intra-op threads while training (None: as set)
     seed: int = 0  # model init and batch order
@@ -52,6 +63,8 @@ class TrainConfig:
                 f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
                 f"epochs={self.epochs}, warmup_frac={self.warmup_frac}"
             )
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.abs_positions is not None and not isinstance(self.abs_positions, bool):
             raise ValueError(f"abs_positions must be a bool or None, got {self.abs_positions!r}")
         optional = ("num_threads",) if self.num_threads is not None else ()
@@ -77,6 +90,7 @@ class MQARResult:
     train_seconds: float
     num_parameters: int
     init_from: str | None = None  # "L64" when warm-started from a model trained at L=64
+    precision: str = "fp32"  # the training forward's precision (TrainConfig.precision)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -224,6 +238,7 @@ def _train(
         frac = (progress - cfg.warmup_frac) / (1 - cfg.warmup_frac)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
 
+    device_type = torch.device(cfg.device).type
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(n_train, generator=g)
     model.train()
@@ -244,8 +259,9 @@ def _train(
         idx = perm[pos : pos + cfg.batch_size].to(cfg.device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, elapsed)
-        logits, target = _masked_logits(model, train_x[idx], train_y[idx])
-        loss = F.cross_entropy(logits, target)
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            logits, target = _masked_logits(model, train_x[idx], train_y[idx])
+        loss = F.cross_entropy(logits.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,5 +280,5 @@ def _train(
         mixer=cfg.mixer, seq_len=dcfg.seq_len, num_kv_pairs=dcfg.num_kv_pairs, d_model=cfg.d_model,
         lr=cfg.lr, test_accuracy=acc, final_train_loss=loss_val, train_tokens_per_s=tokens / train_s,
         steps=steps_done, train_seconds=train_s, num_parameters=model.num_parameters(),
-        init_from=None if init is None else f"L{init[1]}",
+        init_from=None if init is None else f"L{init[1]}", precision=cfg.precision,
     )  # fmt: skip
