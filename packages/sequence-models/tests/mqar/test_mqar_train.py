@@ -205,3 +205,50 @@ def test_bf16_precision_autocasts_the_training_forward(tiny_data, monkeypatch, t
             "--precision", "bf16", "--out", str(out)]  # fmt: skip
     assert main(args) == 0
     assert json.loads((out / "mqar_results.json").read_text())[0]["precision"] == "bf16"
+
+
+def test_saved_model_loads_back_and_warm_starts(tiny_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``save_dir`` checkpoints during training (newest kept) and at the end;
+    ``load_mqar_model`` rebuilds the same model, usable as ``init``."""
+    from seedbed.core_layers import save_checkpoint
+    from seedbed.core_layers.training import list_checkpoints
+    from seedbed.sequence_models.mqar import evaluate, load_mqar_model
+
+    save = tmp_path / "run"
+    cfg = TrainConfig(
+        mixer="attention", d_model=16, max_steps=3, progress=False, save_dir=save,
+        save_every_s=1e-9, mixer_kwargs={"rope_theta": None},
+    )  # fmt: skip
+    model, res = train_mqar(tiny_data, cfg)
+    assert [p.name for p in list_checkpoints(save)] == ["step_00000003"]
+    loaded, seq_len = load_mqar_model(save)
+    assert seq_len == 16
+    assert loaded.config == model.config
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    assert loaded.lm_head.weight is loaded.embed.weight  # still tied
+    assert evaluate(loaded, tiny_data.test_inputs, tiny_data.test_labels) == res.test_accuracy
+    _, again = train_mqar(
+        tiny_data, TrainConfig(**{**cfg.__dict__, "save_dir": None}), (loaded, 16)
+    )
+    assert again.init_from == "L16"
+    with pytest.raises(FileNotFoundError, match="no saved MQAR model"):
+        load_mqar_model(tmp_path / "empty")
+    save_checkpoint(tmp_path / "other", 1, torch.nn.Linear(2, 2), {"step": 1})
+    with pytest.raises(ValueError, match="not one of an MQAR model"):
+        load_mqar_model(tmp_path / "other")
+    with pytest.raises(ValueError, match="save_every_s"):
+        TrainConfig(save_every_s=0)
+
+
+def test_cli_save_models_and_init_from(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    common = ["--mixers", "rwkv", "--settings", "16:2", "--steps", "2", "--num-train", "32",
+              "--vocab-size", "64", "--num-test", "8", "--d-model", "16", "--no-progress"]  # fmt: skip
+    assert main([*common, "--save-models", "--out", str(tmp_path / "a")]) == 0
+    run = tmp_path / "a" / "models" / "rwkv-L16-kv2-d16-lr0.003"
+    assert (run / "step_00000002").is_dir()
+    assert main([*common, "--init-from", str(run), "--out", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "mqar_results.json").read_text())[0]["init_from"] == "L16"
+    capsys.readouterr()
+    assert main([*common, "--init-from", str(tmp_path / "nowhere")]) == 2
+    assert "--init-from" in capsys.readouterr().err

@@ -22,7 +22,13 @@ import torch
 
 from seedbed.sequence_models.lm import MixerLM
 from seedbed.sequence_models.mqar.data import MQARConfig, MQARData
-from seedbed.sequence_models.mqar.train import PRECISIONS, MQARResult, TrainConfig, train_mqar
+from seedbed.sequence_models.mqar.train import (
+    PRECISIONS,
+    MQARResult,
+    TrainConfig,
+    load_mqar_model,
+    train_mqar,
+)
 
 __all__ = ["ZOOLOGY_FIGURE2", "main", "plot_results", "run_grid", "zoology_reference"]
 
@@ -85,6 +91,8 @@ def run_grid(
     curriculum: bool = False,
     abs_positions: bool | None = None,
     precision: str = "fp32",
+    save_dir: Path | None = None,
+    init: tuple[MixerLM, int] | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> list[MQARResult]:
@@ -97,7 +105,11 @@ def run_grid(
     ``batch_size`` are one value for every setting or one per setting (in the order of
     ``settings``).
     ``abs_positions`` is :attr:`TrainConfig.abs_positions` (None: attention only, as Zoology);
-    ``precision`` is :attr:`TrainConfig.precision`.
+    ``precision`` is :attr:`TrainConfig.precision`. With ``save_dir`` every run saves its
+    model (and checkpoints it during training) under
+    ``save_dir/<mixer>-L<L>-kv<pairs>-d<d>-lr<lr>`` (:func:`load_mqar_model` reads it back).
+    ``init`` (``(model, seq_len)``) warm-starts every run of the first setting, e.g. from a
+    saved model to continue its training.
 
     Returns one :class:`MQARResult` per (mixer, setting, d_model)."""
     steps_of = _per_setting("max_steps", max_steps, settings)
@@ -105,7 +117,8 @@ def run_grid(
     batch_of = _per_setting("batch_size", batch_size, settings)
     results = []
     previous: dict[tuple[str, int], tuple[MixerLM, int]] = {}
-    for seq_len, pairs in sorted(settings) if curriculum else settings:
+    for index, (seq_len, pairs) in enumerate(sorted(settings) if curriculum else settings):
+        first_init = init if index == 0 else None
         steps, n_train = steps_of[(seq_len, pairs)], train_of[(seq_len, pairs)]
         batch = batch_of[(seq_len, pairs)]
         data = MQARData.build(
@@ -128,9 +141,10 @@ def run_grid(
                         num_threads=num_threads, progress=progress,
                         warmup_frac=0.05 if warmup_frac is None else warmup_frac,
                         abs_positions=abs_positions, precision=precision,
+                        save_dir=None if save_dir is None else save_dir / f"{mixer}-L{seq_len}-kv{pairs}-d{d_model}-lr{lr:g}",
                     )  # fmt: skip
-                    init = previous.get((mixer, d_model)) if curriculum else None
-                    model, res = train_mqar(data, cfg, init)
+                    start = previous.get((mixer, d_model)) if curriculum else None
+                    model, res = train_mqar(data, cfg, start if start is not None else first_init)
                     if best is None or res.test_accuracy > best[1].test_accuracy:
                         best = (model, res)
                 assert best is not None
@@ -287,6 +301,17 @@ def _parser() -> argparse.ArgumentParser:
         default="fp32",
         help="training forward precision (bf16: autocast; evaluation is always fp32)",
     )
+    p.add_argument(
+        "--save-models",
+        action="store_true",
+        help="save every run's model under OUT/models (also every 10 min while training)",
+    )
+    p.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        help="warm-start the first setting from a model saved by --save-models (its run dir)",
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
         "--threads",
@@ -312,6 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    try:
+        init = None if args.init_from is None else load_mqar_model(args.init_from)
+    except (OSError, ValueError) as e:
+        print(f"seedbed-mqar: --init-from: {e}", file=sys.stderr)
+        return 2
     quick = not args.full
     settings = args.settings or list(QUICK_SETTINGS if quick else FULL_SETTINGS)
     d_models = args.d_model or ([128] if quick else list(FULL_D_MODELS))
@@ -329,7 +359,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_threads=args.threads or None,
         mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
         abs_positions={"auto": None, "on": True, "off": False}[args.abs_positions],
-        precision=args.precision,
+        precision=args.precision, save_dir=args.out / "models" if args.save_models else None,
+        init=init,
         seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     print(format_table(results))

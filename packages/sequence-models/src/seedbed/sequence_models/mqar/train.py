@@ -3,15 +3,19 @@ to what the machine allows)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from seedbed.core_layers import latest_checkpoint, load_checkpoint, save_checkpoint
 from seedbed.sequence_models.lm import LMConfig, MixerLM
 from seedbed.sequence_models.mqar.data import IGNORE_INDEX, MQARConfig, MQARData
 
@@ -21,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "default_mixer_kwargs",
     "evaluate",
+    "load_mqar_model",
     "train_mqar",
 ]
 
@@ -52,6 +57,10 @@ class TrainConfig:
     num_threads: int | None = None  # torch intra-op threads while training (None: as set)
     seed: int = 0  # model init and batch order
     progress: bool = True  # tqdm bar
+    save_dir: str | os.PathLike[str] | None = None  # save the model here (core-layers'
+    #   atomic checkpoint, newest kept) every save_every_s and at the end: load_mqar_model
+    #   reads it back, e.g. as a later run's warm start
+    save_every_s: float = 600.0  # seconds of training between saves
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps < 1:
@@ -63,6 +72,8 @@ class TrainConfig:
                 f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
                 f"epochs={self.epochs}, warmup_frac={self.warmup_frac}"
             )
+        if not self.save_every_s > 0:
+            raise ValueError(f"save_every_s must be > 0, got {self.save_every_s}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.abs_positions is not None and not isinstance(self.abs_positions, bool):
@@ -135,6 +146,35 @@ def _grown_positions(state: dict[str, torch.Tensor], model: MixerLM) -> dict[str
     return {**state, key: torch.cat([old, new[old.shape[0] :].to(old)])}
 
 
+def _save(model: MixerLM, cfg: TrainConfig, data: MQARData, step: int, **extra: Any) -> None:
+    """Checkpoint ``model`` under ``cfg.save_dir`` (the newest one kept)."""
+    assert cfg.save_dir is not None
+    state = {
+        "lm_config": dataclasses.asdict(model.config),
+        "seq_len": data.config.seq_len,
+        "num_kv_pairs": data.config.num_kv_pairs,
+        "step": step,
+        **extra,
+    }
+    save_checkpoint(cfg.save_dir, step, model, state, keep_last=1)
+
+
+def load_mqar_model(path: str | os.PathLike[str]) -> tuple[MixerLM, int]:
+    """A model saved by ``TrainConfig.save_dir``: ``(model, seq_len it was trained at)``, the
+    ``init`` of :func:`train_mqar`. ``path`` is the save directory (its newest checkpoint is
+    read) or one checkpoint in it."""
+    p = Path(path)
+    ckpt = p if (p / "trainer_state.pt").is_file() else latest_checkpoint(p)
+    if ckpt is None:
+        raise FileNotFoundError(f"no saved MQAR model under {p}")
+    state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "lm_config" not in state or "seq_len" not in state:
+        raise ValueError(f"{ckpt} is a checkpoint, but not one of an MQAR model (no lm_config)")
+    model = MixerLM(LMConfig(**state["lm_config"]))
+    load_checkpoint(ckpt, model)
+    return model, int(state["seq_len"])
+
+
 @torch.no_grad()
 def evaluate(
     model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
@@ -164,7 +204,8 @@ def train_mqar(
             intra-op threads for the call (restored afterwards).
         init: optional ``(model, seq_len)``: start from this model's weights (trained at
             ``seq_len``; a length curriculum) instead of a fresh initialisation. Its
-            architecture must be the one ``cfg`` builds; it is not modified.
+            architecture must be the one ``cfg`` builds; it is not modified. A model saved
+            by an earlier run (``cfg.save_dir``) is ``load_mqar_model(that_dir)``.
     """
     if not isinstance(data, MQARData) or not isinstance(cfg, TrainConfig):
         raise TypeError(
@@ -243,6 +284,7 @@ def _train(
     perm = torch.randperm(n_train, generator=g)
     model.train()
     loss_val, t0, steps_done = float("nan"), time.perf_counter(), 0
+    last_save = t0
     bar = tqdm(
         range(total_steps),
         desc=f"{cfg.mixer} L={dcfg.seq_len}",
@@ -268,6 +310,9 @@ def _train(
         opt.step()
         loss_val = loss.item()
         steps_done = step + 1
+        if cfg.save_dir is not None and time.perf_counter() - last_save >= cfg.save_every_s:
+            _save(model, cfg, data, steps_done, train_loss=loss_val)
+            last_save = time.perf_counter()
         if step % 20 == 0:
             bar.set_postfix(loss=f"{loss_val:.3f}")
     bar.close()
@@ -275,6 +320,8 @@ def _train(
     acc = evaluate(
         model, data.test_inputs.to(cfg.device), data.test_labels.to(cfg.device), cfg.eval_batch_size
     )
+    if cfg.save_dir is not None:
+        _save(model, cfg, data, steps_done, train_loss=loss_val, test_accuracy=acc)
     tokens = steps_done * cfg.batch_size * dcfg.seq_len
     return model, MQARResult(
         mixer=cfg.mixer, seq_len=dcfg.seq_len, num_kv_pairs=dcfg.num_kv_pairs, d_model=cfg.d_model,
