@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -252,3 +253,22 @@ def test_cli_save_models_and_init_from(tmp_path, capsys) -> None:  # type: ignor
     capsys.readouterr()
     assert main([*common, "--init-from", str(tmp_path / "nowhere")]) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_lr_schedule_warms_up_and_decays_by_steps_or_by_time() -> None:
+    from seedbed.sequence_models.mqar.train import lr_at
+
+    by_steps = TrainConfig(lr=1.0, warmup_frac=0.05)
+    lrs = [lr_at(by_steps, s, 1000, 0.0) for s in range(1000)]
+    assert lrs[0] == pytest.approx(1 / 50)
+    assert lrs[49] == pytest.approx(1.0)
+    assert lrs[-1] < 1e-4
+    assert max(lrs) == pytest.approx(1.0)
+    # a time budget that ends the run long before its steps: the same shape over time,
+    # continuous where the warm-up hands over to the cosine
+    by_time = TrainConfig(lr=1.0, warmup_frac=0.05, time_budget_s=100.0)
+    ts = [i / 100 for i in range(10_000)]
+    lrs = [lr_at(by_time, int(20 * t), 100_000, t) for t in ts]
+    assert max(abs(a - b) for a, b in itertools.pairwise(lrs)) < 0.01
+    assert lrs[ts.index(5.0)] == pytest.approx(1.0, abs=1e-3)
+    assert lrs[-1] < 1e-3

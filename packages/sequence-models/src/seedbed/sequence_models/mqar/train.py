@@ -193,6 +193,21 @@ def evaluate(
     return correct / max(total, 1)
 
 
+def lr_at(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
+    """Learning rate of ``step`` (0-based) after ``elapsed`` seconds: linear warm-up over the
+    first ``cfg.warmup_frac`` of the run, then cosine decay to 0. The run's progress is
+    ``step / total_steps``, or the share of ``cfg.time_budget_s`` spent if that is larger,
+    so a run cut short by its time budget still warms up and decays in full."""
+    progress = step / total_steps
+    if cfg.time_budget_s is not None:
+        progress = max(progress, elapsed / cfg.time_budget_s)
+    if progress < cfg.warmup_frac:
+        warmup_steps = max(int(cfg.warmup_frac * total_steps), 1)
+        return cfg.lr * min(1.0, max((step + 1) / warmup_steps, progress / cfg.warmup_frac))
+    frac = (progress - cfg.warmup_frac) / (1 - cfg.warmup_frac)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
+
+
 def train_mqar(
     data: MQARData, cfg: TrainConfig, init: tuple[MixerLM, int] | None = None
 ) -> tuple[MixerLM, MQARResult]:
@@ -267,17 +282,6 @@ def _train(
     total_steps = max(1, math.ceil(cfg.epochs * steps_per_epoch))
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
-    warmup = int(cfg.warmup_frac * total_steps)
-
-    def lr_at(step: int, elapsed: float) -> float:
-        """Linear warm-up, then cosine decay over the steps (or the time budget, if sooner)."""
-        progress = step / total_steps
-        if cfg.time_budget_s is not None:
-            progress = max(progress, elapsed / cfg.time_budget_s)
-        if step < warmup and progress < cfg.warmup_frac:
-            return cfg.lr * (step + 1) / max(warmup, 1)
-        frac = (progress - cfg.warmup_frac) / (1 - cfg.warmup_frac)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(max(frac, 0.0), 1.0)))
 
     device_type = torch.device(cfg.device).type
     g = torch.Generator().manual_seed(cfg.seed)
@@ -300,7 +304,7 @@ def _train(
             perm = torch.randperm(n_train, generator=g)
         idx = perm[pos : pos + cfg.batch_size].to(cfg.device)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, elapsed)
+            group["lr"] = lr_at(cfg, step, total_steps, elapsed)
         with torch.autocast(device_type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
             logits, target = _masked_logits(model, train_x[idx], train_y[idx])
         loss = F.cross_entropy(logits.float(), target)
