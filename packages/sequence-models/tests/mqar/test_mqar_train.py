@@ -208,7 +208,7 @@ def test_bf16_precision_autocasts_the_training_forward(tiny_data, monkeypatch, t
     assert json.loads((out / "mqar_results.json").read_text())[0]["precision"] == "bf16"
 
 
-def test_saved_model_loads_back_and_warm_starts(tiny_data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_saved_model_loads_back_and_warm_starts(tiny_data, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """``save_dir`` checkpoints during training (newest kept) and at the end;
     ``load_mqar_model`` rebuilds the same model, usable as ``init``."""
     from seedbed.core_layers import save_checkpoint
@@ -240,6 +240,25 @@ def test_saved_model_loads_back_and_warm_starts(tiny_data, tmp_path) -> None:  #
         load_mqar_model(tmp_path / "other")
     with pytest.raises(ValueError, match="save_every_s"):
         TrainConfig(save_every_s=0)
+    with pytest.raises(ValueError, match="save_dir"):
+        TrainConfig(save_dir=3)  # type: ignore[arg-type]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    import seedbed.sequence_models.mqar.train as train_mod
+
+    def no_training(*args):  # type: ignore[no-untyped-def]
+        raise AssertionError("trained before finding that save_dir cannot be made")
+
+    monkeypatch.setattr(train_mod, "_masked_logits", no_training)
+    with pytest.raises(OSError, match="a-file"):  # before any training, not after it
+        train_mqar(tiny_data, TrainConfig(**{**cfg.__dict__, "save_dir": blocker / "run"}))
+    monkeypatch.undo()
+    # a checkpoint whose config this version cannot build
+    state = torch.load(save / "step_00000003" / "trainer_state.pt", weights_only=True)
+    state["lm_config"]["no_such_field"] = 1
+    torch.save(state, save / "step_00000003" / "trainer_state.pt")
+    with pytest.raises(ValueError, match="cannot rebuild"):
+        load_mqar_model(save)
 
 
 def test_cli_save_models_and_init_from(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from seedbed.core_layers import latest_checkpoint, load_checkpoint, save_checkpoint
+from seedbed.core_layers.training.checkpoint import STATE_FILE
 from seedbed.sequence_models.lm import LMConfig, MixerLM
 from seedbed.sequence_models.mqar.data import IGNORE_INDEX, MQARConfig, MQARData
 
@@ -72,6 +73,8 @@ class TrainConfig:
                 f"need lr > 0, epochs > 0, 0 <= warmup_frac < 1, got lr={self.lr}, "
                 f"epochs={self.epochs}, warmup_frac={self.warmup_frac}"
             )
+        if self.save_dir is not None and not isinstance(self.save_dir, (str, os.PathLike)):
+            raise ValueError(f"save_dir must be a path or None, got {self.save_dir!r}")
         if not self.save_every_s > 0:
             raise ValueError(f"save_every_s must be > 0, got {self.save_every_s}")
         if self.precision not in PRECISIONS:
@@ -164,14 +167,17 @@ def load_mqar_model(path: str | os.PathLike[str]) -> tuple[MixerLM, int]:
     ``init`` of :func:`train_mqar`. ``path`` is the save directory (its newest checkpoint is
     read) or one checkpoint in it."""
     p = Path(path)
-    ckpt = p if (p / "trainer_state.pt").is_file() else latest_checkpoint(p)
+    ckpt = p if (p / STATE_FILE).is_file() else latest_checkpoint(p)
     if ckpt is None:
         raise FileNotFoundError(f"no saved MQAR model under {p}")
-    state = torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=True)
+    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "lm_config" not in state or "seq_len" not in state:
         raise ValueError(f"{ckpt} is a checkpoint, but not one of an MQAR model (no lm_config)")
-    model = MixerLM(LMConfig(**state["lm_config"]))
-    load_checkpoint(ckpt, model)
+    try:
+        model = MixerLM(LMConfig(**state["lm_config"]))
+        load_checkpoint(ckpt, model)
+    except (TypeError, RuntimeError) as e:  # a config or weights this version cannot build
+        raise ValueError(f"cannot rebuild the MQAR model saved in {ckpt}: {e}") from e
     return model, int(state["seq_len"])
 
 
@@ -283,6 +289,8 @@ def _train(
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
 
+    if cfg.save_dir is not None:  # fail now, not after the training, if it cannot be made
+        Path(cfg.save_dir).mkdir(parents=True, exist_ok=True)
     device_type = torch.device(cfg.device).type
     g = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(n_train, generator=g)
