@@ -117,3 +117,19 @@ def test_bad_config_and_inputs() -> None:
         lm.step(torch.zeros(3, dtype=torch.long), s.layers[0])  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="layers"):
         lm.step(torch.zeros(3, dtype=torch.long), LMState(layers=s.layers[:1]))
+
+
+def test_embedding_init_and_logit_scale() -> None:
+    lm = _lm("attention")
+    assert abs(lm.embed.weight.std().item() - 0.02) < 0.002  # GPT-2's / Zoology's init
+    wide = _lm("attention", embed_std=1.0, logit_scale=0.5)
+    assert abs(wide.embed.weight.std().item() - 1.0) < 0.1
+    wide.load_state_dict(lm.state_dict())  # same weights, half the logits
+    ids = torch.randint(0, V, (2, 9), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(wide(ids), 0.5 * lm(ids))
+    for bad in (0.0, -1.0, float("inf"), float("nan"), True):
+        with pytest.raises(ValueError, match="embed_std must be a finite number > 0"):
+            LMConfig(vocab_size=V, embed_std=bad)
+    with pytest.raises(ValueError, match="logit_scale must be a finite number > 0"):
+        LMConfig(vocab_size=V, logit_scale=0)

@@ -23,6 +23,7 @@ import torch
 from seedbed.sequence_models.lm import MixerLM
 from seedbed.sequence_models.mqar.data import MQARConfig, MQARData
 from seedbed.sequence_models.mqar.train import (
+    EMBED_INITS,
     PRECISIONS,
     MQARResult,
     TrainConfig,
@@ -91,6 +92,7 @@ def run_grid(
     curriculum: bool = False,
     abs_positions: bool | None = None,
     precision: str = "fp32",
+    embed_init: str = "gpt2",
     save_dir: Path | None = None,
     init: tuple[MixerLM, int] | None = None,
     seed: int = 0,
@@ -99,14 +101,15 @@ def run_grid(
     """Train every (mixer, setting, d_model) and keep the best learning rate (as Zoology).
 
     ``mixer_kwargs`` maps a mixer name to keyword arguments that override
-    :func:`default_mixer_kwargs`. With ``curriculum``, settings run in increasing length and
-    each (mixer, d_model) starts from its best model of the previous setting (a length
-    curriculum; Zoology trains every setting from scratch). ``max_steps``, ``num_train`` and
-    ``batch_size`` are one value for every setting or one per setting (in the order of
-    ``settings``).
+    :func:`default_mixer_kwargs`. With ``curriculum``, each (mixer, d_model) starts from its
+    best model of the previous setting (in the order given; Zoology trains every setting from
+    scratch). Attention's best CPU recipe is (64, 16) first, then (64, 4) and (256, 16): many
+    pairs at a short length are what it learns fastest (BENCHMARKS.md). ``max_steps``,
+    ``num_train`` and ``batch_size`` are one value for every setting or one per setting (in
+    the order of ``settings``).
     ``abs_positions`` is :attr:`TrainConfig.abs_positions` (None: attention only, as Zoology);
-    ``precision`` is :attr:`TrainConfig.precision`. With ``save_dir`` every run saves its
-    model (and checkpoints it during training) under
+    ``precision`` and ``embed_init`` are those of :class:`TrainConfig`. With ``save_dir``
+    every run saves its model (and checkpoints it during training) under
     ``save_dir/<mixer>-L<L>-kv<pairs>-d<d>-lr<lr>`` (:func:`load_mqar_model` reads it back).
     ``init`` (``(model, seq_len)``) warm-starts every run of the first setting, e.g. from a
     saved model to continue its training.
@@ -117,7 +120,7 @@ def run_grid(
     batch_of = _per_setting("batch_size", batch_size, settings)
     results = []
     previous: dict[tuple[str, int], tuple[MixerLM, int]] = {}
-    for index, (seq_len, pairs) in enumerate(sorted(settings) if curriculum else settings):
+    for index, (seq_len, pairs) in enumerate(settings):
         first_init = init if index == 0 else None
         steps, n_train = steps_of[(seq_len, pairs)], train_of[(seq_len, pairs)]
         batch = batch_of[(seq_len, pairs)]
@@ -140,7 +143,7 @@ def run_grid(
                         max_steps=steps, time_budget_s=time_budget_s, device=device, seed=seed,
                         num_threads=num_threads, progress=progress,
                         warmup_frac=0.05 if warmup_frac is None else warmup_frac,
-                        abs_positions=abs_positions, precision=precision,
+                        abs_positions=abs_positions, precision=precision, embed_init=embed_init,
                         save_dir=None if save_dir is None else save_dir / f"{mixer}-L{seq_len}-kv{pairs}-d{d_model}-lr{lr:g}",
                     )  # fmt: skip
                     start = previous.get((mixer, d_model)) if curriculum else None
@@ -273,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--curriculum",
         action="store_true",
-        help="settings in increasing length, each run starting from the previous setting's model",
+        help="each setting's run starts from the previous setting's model (in the order given)",
     )
     p.add_argument(
         "--abs-positions",
@@ -300,6 +303,13 @@ def _parser() -> argparse.ArgumentParser:
         choices=PRECISIONS,
         default="fp32",
         help="training forward precision (bf16: autocast; evaluation is always fp32)",
+    )
+    p.add_argument(
+        "--embed-init",
+        choices=EMBED_INITS,
+        default="gpt2",
+        help="token-embedding init: gpt2 (N(0, 0.02), unscaled tied head; Zoology's) or unit "
+        "(N(0, 1), logits x d^-0.5: the earlier default, to reproduce older BENCHMARKS.md rows)",
     )
     p.add_argument(
         "--save-models",
@@ -359,8 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         num_threads=args.threads or None,
         mixer_kwargs=args.mixer_kwargs, warmup_frac=args.warmup, curriculum=args.curriculum,
         abs_positions={"auto": None, "on": True, "off": False}[args.abs_positions],
-        precision=args.precision, save_dir=args.out / "models" if args.save_models else None,
-        init=init,
+        precision=args.precision, embed_init=args.embed_init,
+        save_dir=args.out / "models" if args.save_models else None, init=init,
         seed=args.seed, progress=not args.no_progress,
     )  # fmt: skip
     print(format_table(results))

@@ -21,6 +21,7 @@ from seedbed.sequence_models.lm import LMConfig, MixerLM
 from seedbed.sequence_models.mqar.data import IGNORE_INDEX, MQARConfig, MQARData
 
 __all__ = [
+    "EMBED_INITS",
     "PRECISIONS",
     "MQARResult",
     "TrainConfig",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 PRECISIONS = ("fp32", "bf16")
+EMBED_INITS = ("gpt2", "unit")
 
 
 @dataclass
@@ -42,6 +44,9 @@ class TrainConfig:
     n_layers: int = 2  # blocks (the issue: 2 layers for every mixer)
     mixer_kwargs: dict[str, Any] = field(default_factory=dict)  # overrides default_mixer_kwargs
     d_ffn: int | None = 0  # SwiGLU width (None = 4 D); 0 = no MLP, as Zoology's Figure-2 models
+    embed_init: str = "gpt2"  # token embeddings: "gpt2" (N(0, 0.02) under an unscaled tied
+    #   head: GPT-2's and Zoology's, LMConfig's default) or "unit" (N(0, 1), logits x D^-0.5:
+    #   this package's init before the "gpt2" one, kept to reproduce older results)
     abs_positions: bool | None = None  # learned absolute positions up to the setting's L;
     #   None: for attention only (Zoology: max_position_embeddings = L for attention, else 0)
     lr: float = 1e-3  # peak AdamW learning rate
@@ -77,6 +82,8 @@ class TrainConfig:
             raise ValueError(f"save_dir must be a path or None, got {self.save_dir!r}")
         if not self.save_every_s > 0:
             raise ValueError(f"save_every_s must be > 0, got {self.save_every_s}")
+        if self.embed_init not in EMBED_INITS:
+            raise ValueError(f"embed_init must be one of {EMBED_INITS}, got {self.embed_init!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.abs_positions is not None and not isinstance(self.abs_positions, bool):
@@ -105,6 +112,7 @@ class MQARResult:
     num_parameters: int
     init_from: str | None = None  # "L64" when warm-started from a model trained at L=64
     precision: str = "fp32"  # the training forward's precision (TrainConfig.precision)
+    embed_init: str = "gpt2"  # TrainConfig.embed_init
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -136,16 +144,18 @@ def _masked_logits(
     return model.logits(hidden[mask]), labels[mask]  # (M, V), (M,)
 
 
-def _grown_positions(state: dict[str, torch.Tensor], model: MixerLM) -> dict[str, torch.Tensor]:
-    """``state`` with a shorter absolute-position table than ``model``'s extended: its rows
-    fill the first positions, the new model's own initialisation the rest (a length
-    curriculum from L to a longer L')."""
+def _fit_positions(state: dict[str, torch.Tensor], model: MixerLM) -> dict[str, torch.Tensor]:
+    """``state`` with its absolute-position table fitted to ``model``'s length: a shorter
+    table is extended (its rows fill the first positions, the new model's own initialisation
+    the rest: a curriculum from L to a longer L'), a longer one keeps its first rows."""
     key = "embed_pos.weight"
     if model.embed_pos is None or key not in state:
         return state
     old, new = state[key], model.embed_pos.weight.detach()
-    if old.ndim != 2 or old.shape[1] != new.shape[1] or old.shape[0] >= new.shape[0]:
+    if old.ndim != 2 or old.shape[1] != new.shape[1] or old.shape[0] == new.shape[0]:
         return state  # same size (loads as is) or a mismatch load_state_dict will report
+    if old.shape[0] > new.shape[0]:
+        return {**state, key: old[: new.shape[0]]}
     return {**state, key: torch.cat([old, new[old.shape[0] :].to(old)])}
 
 
@@ -173,8 +183,12 @@ def load_mqar_model(path: str | os.PathLike[str]) -> tuple[MixerLM, int]:
     state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "lm_config" not in state or "seq_len" not in state:
         raise ValueError(f"{ckpt} is a checkpoint, but not one of an MQAR model (no lm_config)")
+    lm_config = dict(state["lm_config"])
+    if "logit_scale" not in lm_config and lm_config.get("tie_embeddings", True):
+        # saved before LMConfig.logit_scale existed, when a tied head scaled by D^-0.5
+        lm_config["logit_scale"] = lm_config["d_model"] ** -0.5
     try:
-        model = MixerLM(LMConfig(**state["lm_config"]))
+        model = MixerLM(LMConfig(**lm_config))
         load_checkpoint(ckpt, model)
     except (TypeError, RuntimeError) as e:  # a config or weights this version cannot build
         raise ValueError(f"cannot rebuild the MQAR model saved in {ckpt}: {e}") from e
@@ -224,7 +238,7 @@ def train_mqar(
         cfg: the training recipe. With ``cfg.num_threads`` set, torch runs on that many
             intra-op threads for the call (restored afterwards).
         init: optional ``(model, seq_len)``: start from this model's weights (trained at
-            ``seq_len``; a length curriculum) instead of a fresh initialisation. Its
+            ``seq_len``; a curriculum) instead of a fresh initialisation. Its
             architecture must be the one ``cfg`` builds; it is not modified. A model saved
             by an earlier run (``cfg.save_dir``) is ``load_mqar_model(that_dir)``.
     """
@@ -260,11 +274,13 @@ def _train(
             vocab_size=dcfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, mixer=cfg.mixer,
             mixer_kwargs=kwargs, d_ffn=cfg.d_ffn,
             max_position_embeddings=dcfg.seq_len if abs_pos else 0,
+            embed_std=0.02 if cfg.embed_init == "gpt2" else 1.0,
+            logit_scale=1.0 if cfg.embed_init == "gpt2" else cfg.d_model**-0.5,
         )
     ).to(cfg.device)  # fmt: skip
     if init is not None:
         try:
-            model.load_state_dict(_grown_positions(init[0].state_dict(), model))
+            model.load_state_dict(_fit_positions(init[0].state_dict(), model))
         except RuntimeError as e:
             raise ValueError(
                 f"init model does not match the {cfg.mixer} d_model={cfg.d_model} model of cfg: {e}"
@@ -340,4 +356,5 @@ def _train(
         lr=cfg.lr, test_accuracy=acc, final_train_loss=loss_val, train_tokens_per_s=tokens / train_s,
         steps=steps_done, train_seconds=train_s, num_parameters=model.num_parameters(),
         init_from=None if init is None else f"L{init[1]}", precision=cfg.precision,
+        embed_init=cfg.embed_init,
     )  # fmt: skip
