@@ -106,6 +106,8 @@ def test_zoology_reference_table() -> None:
     assert zoology_reference("hyena", 64, 128) == 0.74
     assert zoology_reference("rwkv", 64, 128) == 0.93
     assert zoology_reference("retnet", 64, 128) is None
+    assert zoology_reference("attention", 256, 128, 16) == 0.99  # the acceptance value
+    assert zoology_reference("attention", 64, 128, 16) is None  # not a Figure-2 setting
 
 
 def test_cli_writes_results_and_plot(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]

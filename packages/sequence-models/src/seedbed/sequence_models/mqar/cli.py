@@ -43,19 +43,26 @@ FULL_BATCH = {64: 512, 128: 512, 256: 256, 512: 128}  # Zoology's batch size by 
 
 # Zoology (Arora et al., 2023) Figure 2 publishes its MQAR accuracies only as a plot (no
 # table). Values here are the ones stated in issue #5 as read off that figure, keyed by
-# (mixer, seq_len, d_model); attention is at ~1.0 in every panel of the figure. Settings
-# without a stated value print "n/a" (RetNet and Mamba-2 are not in Figure 2).
+# (mixer, seq_len, d_model), for Figure 2's settings only (pairs = L / 16, FULL_SETTINGS).
+# Attention is plotted at ~1.0 in every panel; its entry is the issue's acceptance value
+# 0.99, which a value read off a plot can be held to. Settings without a stated value print
+# "n/a" (RetNet and Mamba-2 are not in Figure 2).
 ZOOLOGY_FIGURE2: dict[tuple[str, int, int], float] = {
-    ("attention", 64, 128): 1.0,
-    ("attention", 128, 128): 1.0,
-    ("attention", 256, 128): 1.0,
+    ("attention", 64, 128): 0.99,
+    ("attention", 128, 128): 0.99,
+    ("attention", 256, 128): 0.99,
     ("hyena", 64, 128): 0.74,
     ("rwkv", 64, 128): 0.93,
 }
 
 
-def zoology_reference(mixer: str, seq_len: int, d_model: int) -> float | None:
-    """Zoology Figure-2 accuracy for this setting, or None when none is recorded."""
+def zoology_reference(
+    mixer: str, seq_len: int, d_model: int, num_kv_pairs: int | None = None
+) -> float | None:
+    """Zoology Figure-2 accuracy for this setting, or None when none is recorded (also when
+    ``num_kv_pairs`` is given and is not Figure 2's for ``seq_len``)."""
+    if num_kv_pairs is not None and dict(FULL_SETTINGS).get(seq_len) != num_kv_pairs:
+        return None
     return ZOOLOGY_FIGURE2.get((mixer, seq_len, d_model))
 
 
@@ -165,7 +172,7 @@ def format_table(results: Sequence[MQARResult]) -> str:
     )
     lines = [head, "-" * len(head)]
     for r in results:
-        ref = zoology_reference(r.mixer, r.seq_len, r.d_model)
+        ref = zoology_reference(r.mixer, r.seq_len, r.d_model, r.num_kv_pairs)
         ref_s = "n/a" if ref is None else f"{ref:.2f}"
         ok = "" if ref is None else ("yes" if r.test_accuracy >= ref else "no")
         lines.append(
@@ -192,15 +199,15 @@ def plot_results(results: Sequence[MQARResult], path: Path) -> Path:
         )
         label = f"{mixer} d={d}" if multi_d else mixer
         ax.plot([r.seq_len for r in rs], [r.test_accuracy for r in rs], marker="o", label=label)
-    refs = [
-        (k, v)
-        for k, v in ZOOLOGY_FIGURE2.items()
-        if any((r.mixer, r.seq_len, r.d_model) == k for r in results)
-    ]
-    for (_, seq_len, _), v in refs:
+    refs = {
+        (r.seq_len, ref)
+        for r in results
+        if (ref := zoology_reference(r.mixer, r.seq_len, r.d_model, r.num_kv_pairs)) is not None
+    }
+    for seq_len, v in sorted(refs):
         ax.scatter([seq_len], [v], marker="x", color="k", zorder=3)
     if refs:
-        ax.scatter([], [], marker="x", color="k", label="Zoology Fig. 2")
+        ax.scatter([], [], marker="x", color="k", label="Zoology Fig. 2 (attention: 0.99)")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sequence length")
     ax.set_ylabel("MQAR test accuracy")
