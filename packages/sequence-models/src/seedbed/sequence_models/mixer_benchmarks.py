@@ -277,7 +277,7 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
     model; 100k training and 3000 test sequences per setting, bf16 autocast, attention with
     learned absolute positions (Zoology's baseline), AdamW lr 3e-3, 5% warm-up then cosine;
     target >= 0.99 (the acceptance value) at (64, 4) and (256, 16). Measured on this CPU:
-    1.000, 0.9998 and ACC256 (about 80 minutes). On a GPU when one is present.
+    1.000, 0.9998 and 1.000 (0.99996) in 62 minutes of training. On a GPU when one is present.
     """
     from seedbed.sequence_models.mqar.cli import run_grid
 
