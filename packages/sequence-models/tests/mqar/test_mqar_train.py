@@ -320,6 +320,10 @@ def test_embed_init_choice(tiny_data: MQARData, tmp_path) -> None:  # type: igno
     assert gpt2.embed.weight.std().item() < 0.05 < 0.5 < unit.embed.weight.std().item()
     with pytest.raises(ValueError, match="embed_init must be one of"):
         TrainConfig(embed_init="xavier")
+    with pytest.raises(ValueError, match="pass the embed_init the init model was trained with"):
+        train_mqar(tiny_data, TrainConfig(**kw), init=(unit, 16))  # type: ignore[arg-type]
+    _, warm = train_mqar(tiny_data, TrainConfig(embed_init="unit", **kw), init=(unit, 16))  # type: ignore[arg-type]
+    assert warm.init_from == "L16"
     args = ["--mixers", "rwkv", "--settings", "16:2", "--steps", "1", "--num-train", "32",
             "--vocab-size", "64", "--num-test", "8", "--d-model", "16", "--no-progress",
             "--embed-init", "unit", "--out", str(tmp_path)]  # fmt: skip

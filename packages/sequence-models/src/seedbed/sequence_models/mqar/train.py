@@ -279,6 +279,12 @@ def _train(
         )
     ).to(cfg.device)  # fmt: skip
     if init is not None:
+        if init[0].config.logit_scale != model.config.logit_scale:
+            raise ValueError(
+                f"init model scales its logits by {init[0].config.logit_scale:g}, the model of "
+                f"cfg (embed_init={cfg.embed_init!r}) by {model.config.logit_scale:g}: pass the "
+                "embed_init the init model was trained with"
+            )
         try:
             model.load_state_dict(_fit_positions(init[0].state_dict(), model))
         except RuntimeError as e:
