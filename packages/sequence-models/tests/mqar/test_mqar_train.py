@@ -204,7 +204,7 @@ def test_bf16_precision_autocasts_the_training_forward(tiny_data, monkeypatch, t
         assert seen[0] == dtype  # a training step
         assert seen[-1] == torch.float32  # the evaluation
         assert all(p.dtype == torch.float32 for p in model.parameters())
-        assert res.final_train_loss < first.final_train_loss - 0.5  # it learns (3.45 -> 2.37)
+        assert res.final_train_loss < first.final_train_loss - 0.5  # it learns
     with pytest.raises(ValueError, match="precision"):
         TrainConfig(precision="fp16")
     out = tmp_path / "bf16"
@@ -265,7 +265,7 @@ def test_saved_model_loads_back_and_warm_starts(tiny_data, tmp_path, monkeypatch
     del state["lm_config"]["logit_scale"]
     torch.save(state, save / "step_00000003" / "trainer_state.pt")
     legacy, _ = load_mqar_model(save)
-    assert legacy.config.logit_scale == 16**-0.5
+    assert (legacy.config.logit_scale, legacy.config.embed_std) == (16**-0.5, 1.0)
     ids = tiny_data.test_inputs[:2]
     with torch.no_grad():
         torch.testing.assert_close(legacy(ids), 16**-0.5 * loaded(ids))

@@ -147,7 +147,6 @@ class MixerLM(nn.Module):
         # and the model shapes its token geometry early. On MQAR (L=64, 16 pairs, batch 64)
         # attention reached 0.995 in 1000 steps this way, against 0.20 after 1750 steps with
         # unit-variance rows under logits scaled by D^-0.5 (BENCHMARKS.md, MQAR).
-        self.logit_scale = config.logit_scale
         if config.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 
@@ -195,7 +194,7 @@ class MixerLM(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM head on final hidden states (..., D) -> (..., V)."""
-        return self.lm_head(hidden) * self.logit_scale
+        return self.lm_head(hidden) * self.config.logit_scale
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits (B, L, V) for token ids (B, L)."""

@@ -270,7 +270,7 @@ def bench_mqar(full: bool = False) -> list[dict[str, Any]]:
     Quick: L = 64, 4 pairs, V = 8192, D = 128, 2 layers, one epoch of 8192 sequences (256
     steps of 32) or 45 s of training, whichever ends first, on one thread (~30 s in all); it
     reports the accuracy reached and the training throughput, with no target (a CPU minute is
-    far from the ~600 steps of 64 sequences attention needs to leave the 1/pairs plateau).
+    far from the thousands of steps attention needs to leave the 1/pairs plateau there).
     Full: the acceptance chain of BENCHMARKS.md ("MQAR"): (64, 16) from scratch for 6000
     steps of 64 sequences, then (64, 4) for 1000 steps of 64 and (256, 16) for up to 10000
     steps of 32 (each run capped at 2400 s of training), each started from the previous

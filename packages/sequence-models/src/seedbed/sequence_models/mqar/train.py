@@ -135,6 +135,11 @@ def default_mixer_kwargs(mixer: str, d_model: int, seq_len: int) -> dict[str, An
     return {}
 
 
+def _unit_init(config: LMConfig) -> LMConfig:
+    """``config`` with ``embed_init="unit"``'s fields (the "gpt2" init is LMConfig's default)."""
+    return dataclasses.replace(config, embed_std=1.0, logit_scale=config.d_model**-0.5)
+
+
 def _masked_logits(
     model: MixerLM, inputs: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,12 +188,11 @@ def load_mqar_model(path: str | os.PathLike[str]) -> tuple[MixerLM, int]:
     state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "lm_config" not in state or "seq_len" not in state:
         raise ValueError(f"{ckpt} is a checkpoint, but not one of an MQAR model (no lm_config)")
-    lm_config = dict(state["lm_config"])
-    if "logit_scale" not in lm_config and lm_config.get("tie_embeddings", True):
-        # saved before LMConfig.logit_scale existed, when a tied head scaled by D^-0.5
-        lm_config["logit_scale"] = lm_config["d_model"] ** -0.5
     try:
-        model = MixerLM(LMConfig(**lm_config))
+        config = LMConfig(**state["lm_config"])
+        if "logit_scale" not in state["lm_config"] and config.tie_embeddings:
+            config = _unit_init(config)  # saved when the only init was "unit"
+        model = MixerLM(config)
         load_checkpoint(ckpt, model)
     except (TypeError, RuntimeError) as e:  # a config or weights this version cannot build
         raise ValueError(f"cannot rebuild the MQAR model saved in {ckpt}: {e}") from e
@@ -269,15 +273,11 @@ def _train(
     torch.manual_seed(cfg.seed)
     kwargs = {**default_mixer_kwargs(cfg.mixer, cfg.d_model, dcfg.seq_len), **cfg.mixer_kwargs}
     abs_pos = cfg.mixer == "attention" if cfg.abs_positions is None else cfg.abs_positions
-    model = MixerLM(
-        LMConfig(
-            vocab_size=dcfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, mixer=cfg.mixer,
-            mixer_kwargs=kwargs, d_ffn=cfg.d_ffn,
-            max_position_embeddings=dcfg.seq_len if abs_pos else 0,
-            embed_std=0.02 if cfg.embed_init == "gpt2" else 1.0,
-            logit_scale=1.0 if cfg.embed_init == "gpt2" else cfg.d_model**-0.5,
-        )
-    ).to(cfg.device)  # fmt: skip
+    config = LMConfig(
+        vocab_size=dcfg.vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers, mixer=cfg.mixer,
+        mixer_kwargs=kwargs, d_ffn=cfg.d_ffn, max_position_embeddings=dcfg.seq_len if abs_pos else 0,
+    )  # fmt: skip
+    model = MixerLM(config if cfg.embed_init == "gpt2" else _unit_init(config)).to(cfg.device)
     if init is not None:
         if init[0].config.logit_scale != model.config.logit_scale:
             raise ValueError(
