@@ -12,7 +12,8 @@
 * :func:`bench_mqar`: MQAR test accuracy of attention on one small setting (quick), or the
   acceptance settings (full).
 
-All timings are CPU wall-clock on one intra-op thread, compared side by side in one run.
+All timings are CPU wall-clock, on one intra-op thread unless a metric's name says otherwise,
+compared side by side in one run.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def _device_note() -> str:
-    return "CPU, 1 thread"  # every tensor here is made on the CPU
+def _device_note(threads: int = 1) -> str:
+    return f"CPU, {threads} thread{'s' if threads > 1 else ''}"  # every tensor here is on the CPU
 
 
 def _op_cases(
@@ -142,30 +143,33 @@ def _mamba_training_ratio(length: int, g: torch.Generator, repeats: int) -> Metr
 
 
 def bench_chunked_vs_recurrent(full: bool = False) -> list[dict[str, Any]]:
-    """Chunked/parallel form vs the same mixer's recurrent loop at L = 4096, batch 1, on one
-    thread (more threads only add noise: the recurrent loop's per-token ops are too small to
-    spread over cores, and on 2 cores the chunked forms gained little or lost).
+    """Chunked/parallel form vs the same mixer's recurrent loop at L = 4096, batch 1.
 
-    Mamba-1 has two training forms, both held to the 10x: the pure-PyTorch chunked scan
-    (any device; on a CPU bound by the memory traffic of its (n_chunks, E, N)
-    intermediates, see ``mixers/mamba/chunk.py``) and the fused CPU kernel that
+    Timed on one intra-op thread, and again on all of this machine's threads when it has
+    more than one (metric names end in ``_{k}threads``): the recurrent loop's per-token ops
+    are too small to spread over cores, so the second run shows what the parallel forms gain
+    from them. Mamba-1 has two training forms, both held to the 10x: the pure-PyTorch chunked
+    scan (any device, ``mixers/mamba/chunk.py``) and the fused CPU kernel that
     ``MambaBlock`` uses on a CPU (``mixers/mamba/fused.py``).
     """
     length = 4096
-    g = torch.Generator().manual_seed(0)
     out = []
-    with torch.no_grad(), _threads(1):
-        for name, (rec, chunk, size) in _op_cases(length, g).items():
-            t_rec, t_chunk, speedup = timed_ratio(rec, chunk, repeats=7 if full else 3)
-            form = "fused" if name == "mamba_fused" else "chunked"
-            note = (f"{name} op, B=1 L={length} {size}, fp32, recurrent {t_rec * 1e3:.0f} ms vs "
-                    f"{form} {t_chunk * 1e3:.1f} ms, {_device_note()}")  # fmt: skip
-            metric = Metric(
-                f"{name}_speedup_vs_recurrent" if name == "mamba_fused"
-                else f"{name}_chunked_speedup_vs_recurrent",
-                speedup, "x", 10.0, True, note=note,
-            )  # fmt: skip
-            out.append(metric.as_dict())
+    all_threads = torch.get_num_threads()
+    for threads in sorted({1, all_threads}):
+        g = torch.Generator().manual_seed(0)
+        suffix = "" if threads == 1 else f"_{threads}threads"
+        with torch.no_grad(), _threads(threads):
+            for name, (rec, chunk, size) in _op_cases(length, g).items():
+                t_rec, t_chunk, speedup = timed_ratio(rec, chunk, repeats=7 if full else 3)
+                form = "fused" if name == "mamba_fused" else "chunked"
+                note = (f"{name} op, B=1 L={length} {size}, fp32, recurrent {t_rec * 1e3:.0f} ms "
+                        f"vs {form} {t_chunk * 1e3:.1f} ms, {_device_note(threads)}")  # fmt: skip
+                metric = Metric(
+                    (f"{name}_speedup_vs_recurrent" if name == "mamba_fused"
+                     else f"{name}_chunked_speedup_vs_recurrent") + suffix,
+                    speedup, "x", 10.0, True, note=note,
+                )  # fmt: skip
+                out.append(metric.as_dict())
     if fused_scan_available():
         with _threads(1):
             out.append(_mamba_training_ratio(length, g, repeats=5 if full else 2).as_dict())
