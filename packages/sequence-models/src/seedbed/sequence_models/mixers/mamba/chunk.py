@@ -34,7 +34,6 @@ L = 4096, E = 128, N = 16 (BENCHMARKS.md); the fused kernel of ``fused.py``, whi
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -48,130 +47,124 @@ __all__ = ["chunk_selective_scan"]
 _LOG2E = 1.0 / math.log(2.0)
 
 
-def _steps(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(B, L, K) -> (C, B, n, K), contiguous: slice s holds token s of every chunk."""
-    return pad_to_chunks(x, c).permute(2, 0, 1, 3).contiguous()
-
-
-def _unsteps(x: torch.Tensor, length: int) -> torch.Tensor:
-    """(C, B, n, K) -> (B, L, K), the inverse of :func:`_steps` (padding dropped)."""
-    c, bsz, n, k = x.shape
-    return x.permute(1, 2, 0, 3).reshape(bsz, n * c, k)[:, :length]
-
-
 class _Chunks:
-    """The scan's inputs cut into chunk steps, and its decays.
+    """The scan's inputs as chunk views, and its decays.
 
     Attributes:
-        d: (C, B, n, E) delta.   x: (C, B, n, E) delta * u.
-        b, c: (C, B, n, N) B and C.   a2: (E, N) A * log2(e).
-        chunk_decay: (B, n, E, N) each chunk's total decay exp(A sum_t delta_t).
+        d, u: (B, n, C, E) delta and u, right-padded with zeros to n * C tokens.
+        b, c: (B, n, C, N) B and C, padded the same way.
+        a2: (E, N) A * log2(e), so that exp(delta A) = exp2(delta a2).
     """
 
     def __init__(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                  C: torch.Tensor, chunk: int) -> None:  # fmt: skip
-        self.d, self.x = _steps(delta, chunk), _steps(delta * u, chunk)
-        self.b, self.c = _steps(B, chunk), _steps(C, chunk)
+        self.d, self.u = pad_to_chunks(delta, chunk), pad_to_chunks(u, chunk)
+        self.b, self.c = pad_to_chunks(B, chunk), pad_to_chunks(C, chunk)
         self.a2 = A * _LOG2E
-        self.chunk_decay = torch.exp2(self.d.sum(0)[..., None] * self.a2)
-        # per-step views, broadcastable against (B, n, E, N), made once (the loops are hot)
-        self._d = self.d[..., None].unbind(0)  # (B, n, E, 1) each
-        self._x = self.x[..., None].unbind(0)  # (B, n, E, 1)
-        self._b = self.b[..., None, :].unbind(0)  # (B, n, 1, N)
 
     def decay(self, s: int, out: torch.Tensor) -> torch.Tensor:
         """exp(delta A) of step s of every chunk, written into ``out`` (B, n, E, N)."""
-        return torch.exp2(torch.mul(self._d[s], self.a2, out=out), out=out)
+        return torch.exp2(torch.mul(self.d[:, :, s, :, None], self.a2, out=out), out=out)
+
+    def chunk_decay(self, out: torch.Tensor) -> torch.Tensor:
+        """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, E, N)."""
+        return torch.exp2(torch.mul(self.d.sum(2)[..., None], self.a2, out=out), out=out)
+
+    def x(self, s: int) -> torch.Tensor:
+        """delta * u of step s of every chunk: (B, n, E)."""
+        return self.d[:, :, s] * self.u[:, :, s]
 
     def step(self, s: int, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """h <- a ⊙ h + x_s B_s, in place. h, a: (B, n, E, N)."""
-        return h.mul_(a).addcmul_(self._x[s], self._b[s])
+        return h.mul_(a).addcmul_(self.x(s)[..., None], self.b[:, :, s, None, :])
 
 
-def _carry(local: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
-           reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Carry a value across chunks: ``v_j = first`` for the first chunk visited and
-    ``v_next = local_j + decay_j ⊙ v_j`` after each. local, decay: (B, n, E, N); first:
-    (B, E, N). Returns (v (B, n, E, N), the value after the last chunk (B, E, N))."""
-    out = torch.empty_like(local)
-    order = list(range(local.shape[1]))
-    if reverse:
-        order.reverse()
-    out[:, order[0]] = first
-    for j, nxt in itertools.pairwise(order):
-        torch.addcmul(local[:, j], decay[:, j], out[:, j], out=out[:, nxt])
-    j = order[-1]
-    return out, torch.addcmul(local[:, j], decay[:, j], out[:, j])
+def _carry_(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
+            reverse: bool = False) -> torch.Tensor:  # fmt: skip
+    """Carry a value across chunks, in place. v, decay: (B, n, E, N); first: (B, E, N).
+
+    On entry ``v[:, j]`` holds chunk j's local value; on return the value carried into chunk
+    j: ``w = first`` for the first chunk visited, then ``w <- v_j + decay_j ⊙ w`` after
+    each. Returns the value after the last chunk (B, E, N)."""
+    w = first
+    for j in reversed(range(v.shape[1])) if reverse else range(v.shape[1]):
+        nxt = torch.addcmul(v[:, j], decay[:, j], w)
+        v[:, j] = w
+        w = nxt
+    return w
 
 
-def _forward(k: _Chunks, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Returns y (C, B, n, E), the final state (B, E, N) and the entering states (B, n, E, N)."""
-    steps, bsz, n, e = k.x.shape
+def _forward(k: _Chunks, h0: torch.Tensor, keep_starts: bool
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+    """Returns y (B, n C, E), the final state (B, E, N) and, with ``keep_starts``, the
+    states entering each chunk (B, n, E, N)."""
+    bsz, n, steps, e = k.d.shape
     a = h0.new_empty(bsz, n, e, h0.shape[-1])  # (B, n, E, N), reused by every step
     h = torch.zeros_like(a)
     for s in range(steps):  # 1. chunk end states from zero
         k.step(s, h, k.decay(s, a))
-    starts, last = _carry(h, k.chunk_decay, h0)  # 2.
-    h.copy_(starts)
-    y = h0.new_empty(steps, bsz, n, e)
+    last = _carry_(h, k.chunk_decay(a), h0)  # 2. h now holds the entering states
+    starts = h.clone() if keep_starts else None
+    y = h0.new_empty(bsz, n, steps, e)
     for s in range(steps):  # 3. rerun from the true entering states and read out
         k.step(s, h, k.decay(s, a))
-        y[s] = torch.einsum("bjen,bjn->bje", h, k.c[s])
-    return y, last, starts
+        y[:, :, s] = torch.einsum("bjen,bjn->bje", h, k.c[:, :, s])
+    return y.view(bsz, n * steps, e), last, starts
 
 
 def _backward(k: _Chunks, A: torch.Tensor, starts: torch.Tensor, dy: torch.Tensor,
               dh_last: torch.Tensor) -> tuple[torch.Tensor, ...]:  # fmt: skip
-    """dy: (C, B, n, E) -> d(delta u), d(delta) from the decays (C, B, n, E), dA (E, N),
-    dB, dC (C, B, n, N), d(initial state) (B, E, N)."""
-    steps = k.x.shape[0]
+    """dy: (B, n, C, E) -> d(delta u) and d(delta) through the decays (B, n C, E), dA (E, N),
+    dB, dC (B, n C, N), d(initial state) (B, E, N)."""
+    bsz, n, steps, _ = k.d.shape
     a, g = torch.empty_like(starts), torch.zeros_like(starts)  # (B, n, E, N)
     # g holds a_{t+1} ⊙ dL/dh_{t+1}: the adjoint reaching h_t from later tokens
     for s in range(steps - 1, -1, -1):  # 1. chunk start adjoints from a zero end adjoint
-        g.addcmul_(dy[s][..., None], k.c[s][..., None, :]).mul_(k.decay(s, a))
-    g_in, dh0 = _carry(g, k.chunk_decay, dh_last, reverse=True)  # 2.
+        g.addcmul_(dy[:, :, s, :, None], k.c[:, :, s, None, :]).mul_(k.decay(s, a))
+    dh0 = _carry_(g, k.chunk_decay(a), dh_last, reverse=True)  # 2. g: adjoints from the right
     hs = starts.new_empty(steps, *starts.shape)  # (C, B, n, E, N) true states
-    h = starts.clone()
     for s in range(steps):  # 3a. recompute the states
-        hs[s] = k.step(s, h, k.decay(s, a))
-    dx, ddecay = torch.empty_like(k.x), torch.empty_like(k.x)
-    db, dc = torch.empty_like(k.b), torch.empty_like(k.c)
+        torch.mul(hs[s - 1] if s else starts, k.decay(s, a), out=hs[s])
+        hs[s].addcmul_(k.x(s)[..., None], k.b[:, :, s, None, :])
+    dx, dlog = torch.empty_like(k.d), torch.empty_like(k.d)  # (B, n, C, E)
+    db, dc = torch.empty_like(k.b), torch.empty_like(k.c)  # (B, n, C, N)
     da_sum, z = torch.zeros_like(starts), torch.empty_like(starts)
-    g.copy_(g_in)
     for s in range(steps - 1, -1, -1):  # 3b. the reverse pass with the true adjoints
-        g.addcmul_(dy[s][..., None], k.c[s][..., None, :])  # dL/dh_s
-        dx[s] = torch.einsum("bjen,bjn->bje", g, k.b[s])
-        db[s] = torch.einsum("bjen,bje->bjn", g, k.x[s])
-        dc[s] = torch.einsum("bje,bjen->bjn", dy[s], hs[s])
+        g.addcmul_(dy[:, :, s, :, None], k.c[:, :, s, None, :])  # dL/dh_s
+        dx[:, :, s] = torch.einsum("bjen,bjn->bje", g, k.b[:, :, s])
+        db[:, :, s] = torch.einsum("bjen,bje->bjn", g, k.x(s))
+        dc[:, :, s] = torch.einsum("bje,bjen->bjn", dy[:, :, s], hs[s])
         g.mul_(k.decay(s, a))
-        torch.mul(g, hs[s - 1] if s else starts, out=z)  # dL/d(delta_s A) ⊙ ... per (e, n)
-        ddecay[s] = torch.einsum("bjen,en->bje", z, A)
-        da_sum.addcmul_(z, k.d[s][..., None])
-    return dx, ddecay, da_sum.sum((0, 1)), db, dc, dh0
+        # dL/d(delta_s A) per (e, n): a_s ⊙ dL/dh_s ⊙ h_{s-1}
+        torch.mul(g, hs[s - 1] if s else starts, out=z)
+        dlog[:, :, s] = torch.einsum("bjen,en->bje", z, A)
+        da_sum.addcmul_(z, k.d[:, :, s, :, None])
+    flat = lambda t: t.view(bsz, n * steps, t.shape[-1])  # noqa: E731
+    return flat(dx), flat(dlog), da_sum.sum((0, 1)), flat(db), flat(dc), dh0
 
 
 class _ChunkScan(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, chunk: int, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor,
-        B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor,
+        ctx: Any, chunk: int, needs_grad: bool, u: torch.Tensor, delta: torch.Tensor,
+        A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        k = _Chunks(u, delta, A, B, C, chunk)
-        y, last, starts = _forward(k, h0)
-        ctx.save_for_backward(u, delta, A, B, C, starts)
-        ctx.chunk = chunk
-        return _unsteps(y, u.shape[1]), last
+        y, last, starts = _forward(_Chunks(u, delta, A, B, C, chunk), h0, needs_grad)
+        if needs_grad:
+            ctx.save_for_backward(u, delta, A, B, C, starts)
+            ctx.chunk = chunk
+        return y[:, : u.shape[1]], last
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, dh_last: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         u, delta, A, B, C, starts = ctx.saved_tensors
         k = _Chunks(u, delta, A, B, C, ctx.chunk)
-        dx, ddecay, dA, db, dc, dh0 = _backward(k, A, starts, _steps(dy, ctx.chunk), dh_last)
+        grads = _backward(k, A, starts, pad_to_chunks(dy, ctx.chunk), dh_last)
         length = u.shape[1]
-        dx = _unsteps(dx, length)  # d(delta u): (B, L, E)
-        ddelta = _unsteps(ddecay, length) + dx * u
-        return None, dx * delta, ddelta, dA, _unsteps(db, length), _unsteps(dc, length), dh0
+        dx, dlog, dA, db, dc, dh0 = (t[:, :length] if t.ndim == 3 else t for t in grads)
+        du, ddelta = dx * delta, dlog + dx * u  # through x = delta * u
+        return None, None, du, ddelta, dA, db, dc, dh0
 
 
 def chunk_selective_scan(
@@ -197,6 +190,7 @@ def chunk_selective_scan(
     )
     if length == 0:
         return u.new_empty(bsz, 0, e), (h0 if output_final_state else None)
-    inputs = (t.to(dtype) for t in (u, delta, A, B, C))
-    y, last = _ChunkScan.apply(min(chunk_size, length), *inputs, h0)
+    inputs = tuple(t.to(dtype) for t in (u, delta, A, B, C))
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (*inputs, h0))
+    y, last = _ChunkScan.apply(min(chunk_size, length), needs_grad, *inputs, h0)
     return y.to(u.dtype), (last if output_final_state else None)
