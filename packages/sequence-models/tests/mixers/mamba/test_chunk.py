@@ -1,15 +1,23 @@
 """The chunked selective scan's custom backward (``mixers/mamba/chunk.py``): ``gradcheck`` on
 uneven chunks, gradients against autograd through the recurrent loop, the final-state-only
-loss, strong decay, and the edge cases L = 0 and low precision."""
+loss, strong decay, and the edge cases L = 0 and low precision (this one for the fused
+kernel too)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.autograd import gradcheck
 
-from seedbed.sequence_models.mixers.mamba import chunk_selective_scan, recurrent_selective_scan
+from seedbed.sequence_models.mixers.mamba import (
+    chunk_selective_scan,
+    fused_scan_available,
+    fused_selective_scan,
+    recurrent_selective_scan,
+)
 
 F64 = torch.float64
 
@@ -19,29 +27,14 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def make(b: int, length: int, e: int, n: int, dtype=F64, seed: int = 0, decay: float = 8.0):  # type: ignore[no-untyped-def]
-    """(u, delta, A, B, C, initial state); delta after softplus, A in (-decay, 0)."""
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
-    A = -torch.rand(e, n, generator=g, dtype=dtype) * decay
-    return (
-        r(b, length, e),
-        F.softplus(r(b, length, e)),
-        A,
-        r(b, length, n),
-        r(b, length, n),
-        r(b, e, n),
-    )
-
-
 @pytest.mark.parametrize("chunk", [1, 2, 3, 8], ids=lambda c: f"C{c}")
-def test_gradcheck_uneven_chunks(chunk: int) -> None:
-    leaves = [t.requires_grad_() for t in make(2, 7, 3, 2)]
+def test_gradcheck_uneven_chunks(scan_case: Callable[..., Any], chunk: int) -> None:
+    leaves = [t.requires_grad_() for t in scan_case(2, 7, 3, 2, F64)]
     assert gradcheck(lambda *a: chunk_selective_scan(*a, True, chunk_size=chunk), leaves)
 
 
-def test_gradcheck_only_final_state_in_the_loss() -> None:
-    leaves = [t.requires_grad_() for t in make(1, 9, 2, 3)]
+def test_gradcheck_only_final_state_in_the_loss(scan_case: Callable[..., Any]) -> None:
+    leaves = [t.requires_grad_() for t in scan_case(1, 9, 2, 3, F64)]
     assert gradcheck(lambda *a: chunk_selective_scan(*a, True, chunk_size=4)[1], leaves)
 
 
@@ -50,9 +43,9 @@ def test_gradcheck_only_final_state_in_the_loss() -> None:
     [(2, 63, 5, 4, 8), (1, 127, 16, 16, 32), (3, 10, 4, 2, 64)],
     ids=lambda v: str(v),
 )
-def test_gradients_match_autograd_through_the_loop(b: int, length: int, e: int, n: int,
+def test_gradients_match_autograd_through_the_loop(scan_case: Callable[..., Any], b: int, length: int, e: int, n: int,
                                                    chunk: int) -> None:  # fmt: skip
-    args = make(b, length, e, n)
+    args = scan_case(b, length, e, n, F64)
     w = torch.randn(b, length, e, dtype=F64, generator=torch.Generator().manual_seed(1))
     grads = []
     for fn, kw in ((recurrent_selective_scan, {}), (chunk_selective_scan, {"chunk_size": chunk})):
@@ -64,9 +57,9 @@ def test_gradients_match_autograd_through_the_loop(b: int, length: int, e: int, 
         assert rel_err(g_chunk, g_loop) < 1e-10
 
 
-def test_strong_decay_gradients_stay_finite() -> None:
+def test_strong_decay_gradients_stay_finite(scan_case: Callable[..., Any]) -> None:
     """delta * A down to -1e4 per step: every decay underflows to 0, never overflows."""
-    args = make(1, 50, 4, 3, dtype=torch.float32, decay=100.0)
+    args = scan_case(1, 50, 4, 3, decay=100.0)
     args = (args[0], args[1] * 100, *args[2:])
     leaves = [t.clone().requires_grad_() for t in args]
     y, h = chunk_selective_scan(*leaves, True, chunk_size=16)
@@ -81,17 +74,28 @@ def test_strong_decay_gradients_stay_finite() -> None:
         assert float((t.grad.double() - r.grad).abs().max()) < 1e-5 * scale  # type: ignore[union-attr, operator]
 
 
-def test_empty_sequence_returns_the_initial_state() -> None:
-    u, delta, A, B, C, s0 = make(2, 0, 3, 2)
+def test_empty_sequence_returns_the_initial_state(scan_case: Callable[..., Any]) -> None:
+    u, delta, A, B, C, s0 = scan_case(2, 0, 3, 2, F64)
     y, h = chunk_selective_scan(u, delta, A, B, C, s0, True)
     assert y.shape == (2, 0, 3)
     assert h is not None
     assert torch.equal(h, s0)
 
 
-def test_low_precision_inputs_are_computed_in_float32() -> None:
-    u, delta, A, B, C, _ = make(1, 30, 8, 4, dtype=torch.float32)
-    y, h = chunk_selective_scan(u.bfloat16(), delta, A, B, C, None, True, chunk_size=8)
+@pytest.mark.parametrize(
+    "scan",
+    [
+        chunk_selective_scan,
+        pytest.param(fused_selective_scan, marks=pytest.mark.skipif(
+            not fused_scan_available(), reason="the fused CPU scan does not build here")),
+    ],
+    ids=["chunk", "fused"],
+)  # fmt: skip
+def test_low_precision_inputs_are_computed_in_float32(
+    scan_case: Callable[..., Any], scan: Callable[..., Any]
+) -> None:
+    u, delta, A, B, C, _ = scan_case(1, 30, 8, 4)
+    y, h = scan(u.bfloat16(), delta, A, B, C, None, True, chunk_size=8)
     assert y.dtype == torch.bfloat16
     assert h is not None
     assert h.dtype == torch.float32

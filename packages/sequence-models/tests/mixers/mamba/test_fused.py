@@ -4,9 +4,11 @@ autograd by ``gradcheck``; ``MambaBlock``'s use of it and its fallback; bad inpu
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 import torch
-import torch.nn.functional as F
 from torch.autograd import gradcheck
 
 from seedbed.sequence_models import MambaBlock
@@ -30,21 +32,6 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max())
 
 
-def make(b: int, length: int, e: int, n: int, dtype=torch.float32, seed: int = 0):  # type: ignore[no-untyped-def]
-    """(u, delta, A, B, C, initial state), delta after softplus, A < 0 with strong decays."""
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=dtype)  # noqa: E731
-    A = -torch.rand(e, n, generator=g, dtype=dtype) * 8  # down to exp(-8 delta) per step
-    return (
-        r(b, length, e),
-        F.softplus(r(b, length, e)),
-        A,
-        r(b, length, n),
-        r(b, length, n),
-        r(b, e, n),
-    )
-
-
 @pytest.fixture(params=[1, 2], ids=lambda t: f"threads{t}")
 def threads(request):  # type: ignore[no-untyped-def]
     old = torch.get_num_threads()
@@ -58,8 +45,10 @@ def threads(request):  # type: ignore[no-untyped-def]
     [(2, 63, 40, 5, 7), (1, 127, 33, 16, 64), (3, 1, 16, 3, 4), (2, 64, 48, 8, 64)],
     ids=lambda v: str(v),
 )
-def test_matches_naive(b: int, length: int, e: int, n: int, chunk: int, threads: int) -> None:
-    u, delta, A, B, C, s0 = make(b, length, e, n)
+def test_matches_naive(
+    scan_case: Callable[..., Any], b: int, length: int, e: int, n: int, chunk: int, threads: int
+) -> None:
+    u, delta, A, B, C, s0 = scan_case(b, length, e, n)
     y_ref, h_ref = naive_selective_scan(u.double(), delta.double(), A.double(), B.double(),
                                         C.double(), s0.double(), True)  # fmt: skip
     y, h = fused_selective_scan(u, delta, A, B, C, s0, True, chunk_size=chunk)
@@ -74,14 +63,16 @@ def test_matches_naive(b: int, length: int, e: int, n: int, chunk: int, threads:
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 64])
-def test_gradcheck(chunk: int, threads: int) -> None:
+def test_gradcheck(scan_case: Callable[..., Any], chunk: int, threads: int) -> None:
     # E = 40 so that two threads split the channels into two blocks
-    args = [t.requires_grad_() for t in make(2, 9, 40 if threads > 1 else 3, 3, F64)]
+    args = [t.requires_grad_() for t in scan_case(2, 9, 40 if threads > 1 else 3, 3, F64)]
     assert gradcheck(lambda *a: fused_selective_scan(*a, True, chunk_size=chunk), args)
 
 
-def test_gradients_match_chunked_form_in_float32(threads: int) -> None:
-    args = make(2, 100, 64, 16)
+def test_gradients_match_chunked_form_in_float32(
+    scan_case: Callable[..., Any], threads: int
+) -> None:
+    args = scan_case(2, 100, 64, 16)
     grads = []
     for fn in (fused_selective_scan, chunk_selective_scan):
         leaves = [t.clone().requires_grad_() for t in args]
@@ -93,13 +84,13 @@ def test_gradients_match_chunked_form_in_float32(threads: int) -> None:
         assert rel_err(g_fused, g_chunk) < 1e-5
 
 
-def test_only_final_state_used_in_the_loss() -> None:
-    leaves = [t.requires_grad_() for t in make(1, 20, 4, 3, F64)]
+def test_only_final_state_used_in_the_loss(scan_case: Callable[..., Any]) -> None:
+    leaves = [t.requires_grad_() for t in scan_case(1, 20, 4, 3, F64)]
     assert gradcheck(lambda *a: fused_selective_scan(*a, True)[1], leaves)
 
 
-def test_strong_decay_stays_finite() -> None:
-    u, delta, A, B, C, s0 = make(1, 50, 16, 4)
+def test_strong_decay_stays_finite(scan_case: Callable[..., Any]) -> None:
+    u, delta, A, B, C, s0 = scan_case(1, 50, 16, 4)
     y, h = fused_selective_scan(u, delta * 1e4, A, B, C, s0, True)  # exp(delta A) underflows
     assert h is not None
     assert torch.isfinite(y).all()
@@ -110,24 +101,16 @@ def test_strong_decay_stays_finite() -> None:
     assert rel_err(y, ref) < 1e-5
 
 
-def test_low_precision_is_computed_in_float32() -> None:
-    u, delta, A, B, C, _ = make(1, 30, 16, 4)
-    y, h = fused_selective_scan(u.bfloat16(), delta, A, B, C, None, True)
-    assert y.dtype == torch.bfloat16
-    assert h is not None
-    assert h.dtype == torch.float32
-
-
-def test_empty_sequence() -> None:
-    u, delta, A, B, C, s0 = make(2, 0, 8, 3)
+def test_empty_sequence(scan_case: Callable[..., Any]) -> None:
+    u, delta, A, B, C, s0 = scan_case(2, 0, 8, 3)
     y, h = fused_selective_scan(u, delta, A, B, C, s0, True)
     assert y.shape == (2, 0, 8)
     assert h is not None
     assert torch.equal(h, s0)
 
 
-def test_bad_input_is_a_clear_error() -> None:
-    u, delta, A, B, C, s0 = make(2, 10, 8, 3)
+def test_bad_input_is_a_clear_error(scan_case: Callable[..., Any]) -> None:
+    u, delta, A, B, C, s0 = scan_case(2, 10, 8, 3)
     with pytest.raises(ValueError, match=r"delta must have shape \(2, 10, 8\), got \(2, 9, 8\)"):
         fused_selective_scan(u, delta[:, :9], A, B, C)
     with pytest.raises(ValueError, match=r"A must be \(E=8, N\)"):
@@ -161,7 +144,9 @@ def test_mamba_block_modes_agree_and_train() -> None:
         assert rel_err(p.grad, q.grad) < 1e-4, name
 
 
-def test_mamba_block_falls_back_when_the_kernel_cannot_build(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_mamba_block_falls_back_when_the_kernel_cannot_build(
+    scan_case: Callable[..., Any], monkeypatch, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(_native, "_loaded", {})
     monkeypatch.setattr(mamba_layer, "_warned_fallback", False)
     monkeypatch.setenv("SEEDBED_NATIVE", "0")
@@ -177,6 +162,6 @@ def test_mamba_block_falls_back_when_the_kernel_cannot_build(monkeypatch, tmp_pa
     with pytest.raises(_native.NativeUnavailable, match="SEEDBED_NATIVE=0"):
         fused(x)
     with pytest.raises(_native.NativeUnavailable):
-        fused_selective_scan(*make(1, 4, 2, 2)[:5])
+        fused_selective_scan(*scan_case(1, 4, 2, 2)[:5])
     with pytest.raises(ValueError, match="mode must be one of"):
         MambaBlock(16, mode="fast")
