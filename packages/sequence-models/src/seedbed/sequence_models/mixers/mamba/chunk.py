@@ -16,20 +16,22 @@ Backward (a custom autograd function; only the (B, n, E, N) entering states are 
 
 1. each chunk's adjoint at its start from a zero adjoint at its end (a reverse scan);
 2. the adjoint entering each chunk from the right, carried by a loop over the chunks;
-3. the states recomputed from the saved entering states, then every chunk run in reverse
-   from its true adjoint, giving the gradients of u, delta, A, B, C and the initial state.
+3. the states recomputed from the saved entering states (held during the backward only:
+   B L E N values), then every chunk run in reverse from its true adjoint, giving the
+   gradients of u, delta, A, B, C and the initial state.
 
 Decays are only ever ``exp`` of ``delta A <= 0`` or of sums of such terms (never their
 reciprocals, as the ``exp(-cumsum)`` trick would need), so strong decay underflows to 0
 instead of overflowing. Chunk sizes need not divide L: the tail is padded with ``delta = 0``
 (decay 1, no input), which leaves the state and the adjoint unchanged.
 
-Speed (CPU): every step is a few in-place elementwise ops on preallocated tiles, and the
-decays are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its
-``exp``). Both this form and the recurrent loop must still do one exponential and a few
-multiply-adds per (token, channel, state), so with one thread this form is ~8x the loop at
-L = 4096, E = 128, N = 16 (BENCHMARKS.md); the fused kernel of ``fused.py``, which
-``MambaBlock`` runs on CPU tensors, does that work once with the state in registers.
+Speed (CPU): every step is a few in-place elementwise ops on one reused (B, n, E, N) tile,
+and decays are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its
+``exp``); little fresh memory is touched per call. Both this form and the recurrent loop
+must still do one exponential and a few multiply-adds per (token, channel, state), twice
+here (passes 1 and 3), so on one thread this form is ~8x the loop at L = 4096, E = 128,
+N = 16, ~12x on two (BENCHMARKS.md). The fused kernel of ``fused.py``, which ``MambaBlock``
+runs on CPU tensors, does that work once per element with the state in registers.
 """
 
 from __future__ import annotations
