@@ -1,10 +1,10 @@
 """Mamba-1 selective scan, fused CPU kernel (``selective_scan.c``), with its backward.
 
-The pure-PyTorch chunked form (``chunk.py``) has to write each step's (B, n_chunks, E, N)
-decays and states to memory, a few passes per (token, channel, state); on a CPU that
-traffic, not the arithmetic, sets its speed. This kernel walks the sequence once per
-channel with the N-wide state held in cache, computing one ``exp`` and a few multiply-adds
-per (token, channel, state), as mamba-ssm's CUDA kernel does on a GPU:
+The pure-PyTorch chunked form (``chunk.py``) runs two passes of separate elementwise ops
+over (B, n_chunks, E, N) tiles, each op a trip through memory. This kernel walks the
+sequence once per channel with the N-wide state held in registers, computing one ``exp``
+and a few multiply-adds per (token, channel, state), as mamba-ssm's CUDA kernel does on a
+GPU:
 
 * forward: the state entering every ``chunk_size``-th token is saved (only when a gradient
   is needed), O(B L E N / chunk_size) memory;
