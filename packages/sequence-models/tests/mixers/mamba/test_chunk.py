@@ -1,7 +1,7 @@
 """The chunked selective scan's custom backward (``mixers/mamba/chunk.py``): ``gradcheck`` on
 uneven chunks, gradients against autograd through the recurrent loop, the final-state-only
 loss, strong decay, and the edge cases L = 0 and low precision (this one for the fused
-kernel too)."""
+kernel too), and bad input (both forms)."""
 
 from __future__ import annotations
 
@@ -82,15 +82,38 @@ def test_empty_sequence_returns_the_initial_state(scan_case: Callable[..., Any])
     assert torch.equal(h, s0)
 
 
-@pytest.mark.parametrize(
-    "scan",
-    [
-        chunk_selective_scan,
-        pytest.param(fused_selective_scan, marks=pytest.mark.skipif(
-            not fused_scan_available(), reason="the fused CPU scan does not build here")),
-    ],
-    ids=["chunk", "fused"],
-)  # fmt: skip
+SCANS = [
+    pytest.param(chunk_selective_scan, id="chunk"),
+    pytest.param(fused_selective_scan, id="fused", marks=pytest.mark.skipif(
+        not fused_scan_available(), reason="the fused CPU scan does not build here")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("scan", SCANS)
+def test_bad_input_is_a_clear_error(
+    scan_case: Callable[..., Any], scan: Callable[..., Any]
+) -> None:
+    u, delta, A, B, C, s0 = scan_case(2, 10, 8, 3)
+    name = scan.__name__
+    with pytest.raises(
+        ValueError, match=rf"{name}: delta must have shape \(2, 10, 8\), got \(2, 9, 8\)"
+    ):
+        scan(u, delta[:, :9], A, B, C)
+    with pytest.raises(ValueError, match=r"A must be \(E=8, N\)"):
+        scan(u, delta, A[:4], B, C)
+    with pytest.raises(ValueError, match=r"C must have shape \(2, 10, 3\)"):
+        scan(u, delta, A, B, C[..., :2])
+    with pytest.raises(ValueError, match=r"initial_state must have shape \(2, 8, 3\)"):
+        scan(u, delta, A, B, C, s0[:1])
+    with pytest.raises(ValueError, match=r"u must be \(B, L, E\)"):
+        scan(u[0], delta, A, B, C)
+    with pytest.raises(TypeError, match="B must be a floating tensor"):
+        scan(u, delta, A, B.long(), C)
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        scan(u, delta, A, B, C, chunk_size=0)
+
+
+@pytest.mark.parametrize("scan", SCANS)
 def test_low_precision_inputs_are_computed_in_float32(
     scan_case: Callable[..., Any], scan: Callable[..., Any]
 ) -> None:

@@ -43,6 +43,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype, pad_to_chunks
+from seedbed.sequence_models.mixers.mamba._checks import check_scan_inputs
 
 __all__ = ["chunk_selective_scan"]
 
@@ -181,8 +182,13 @@ def chunk_selective_scan(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Chunked selective scan. Same arguments and results as :func:`naive_selective_scan`
     (u, delta (B, L, E); A (E, N); B, C (B, L, N); initial_state (B, E, N)), plus
-    ``chunk_size``. Differentiable (a custom backward; not twice)."""
+    ``chunk_size``. Differentiable (a custom backward; not twice).
+
+    Raises:
+        ValueError, TypeError: shapes, dtypes or devices that do not fit, or a bad chunk size.
+    """
     check_chunk_size(chunk_size)
+    check_scan_inputs("chunk_selective_scan", u, delta, A, B, C, initial_state)
     dtype = compute_dtype(u.dtype)
     bsz, length, e = u.shape
     h0 = (

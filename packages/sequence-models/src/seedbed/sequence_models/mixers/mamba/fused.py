@@ -28,6 +28,7 @@ import torch
 
 from seedbed.sequence_models.mixers._native import NativeUnavailable, load_c_library
 from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype
+from seedbed.sequence_models.mixers.mamba._checks import check_scan_inputs
 
 __all__ = ["fused_scan_available", "fused_selective_scan"]
 
@@ -131,34 +132,6 @@ class _FusedScan(torch.autograd.Function):
         return None, (dh0 if ctx.has_h0 else None), du, ddelta, dA, dBs.sum(0), dCs.sum(0)
 
 
-def _check(u, delta, A, B, C, initial_state) -> None:  # type: ignore[no-untyped-def]
-    """Shapes and devices the kernel relies on (it reads raw memory)."""
-    args = {"u": u, "delta": delta, "A": A, "B": B, "C": C}
-    if initial_state is not None:
-        args["initial_state"] = initial_state
-    for name, t in args.items():
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(
-                f"fused_selective_scan: {name} must be a floating tensor, got {t!r:.60}"
-            )
-        if t.device.type != "cpu":
-            raise ValueError(f"fused_selective_scan runs on the CPU; {name} is on {t.device}")
-    if u.ndim != 3:
-        raise ValueError(f"fused_selective_scan: u must be (B, L, E), got shape {tuple(u.shape)}")
-    bsz, length, e = u.shape
-    if A.ndim != 2 or A.shape[0] != e:
-        raise ValueError(f"fused_selective_scan: A must be (E={e}, N), got {tuple(A.shape)}")
-    n = A.shape[1]
-    want = {"delta": (bsz, length, e), "B": (bsz, length, n), "C": (bsz, length, n),
-            "initial_state": (bsz, e, n)}  # fmt: skip
-    for name, shape in want.items():
-        if name in args and tuple(args[name].shape) != shape:
-            raise ValueError(
-                f"fused_selective_scan: {name} must have shape {shape}, "
-                f"got {tuple(args[name].shape)}"
-            )
-
-
 def fused_selective_scan(
     u: torch.Tensor,
     delta: torch.Tensor,
@@ -182,7 +155,9 @@ def fused_selective_scan(
         ValueError, TypeError: shapes or devices that do not fit.
     """
     check_chunk_size(chunk_size)
-    _check(u, delta, A, B, C, initial_state)
+    check_scan_inputs("fused_selective_scan", u, delta, A, B, C, initial_state)
+    if u.device.type != "cpu":
+        raise ValueError(f"fused_selective_scan runs on the CPU; the inputs are on {u.device}")
     dtype = compute_dtype(u.dtype)
     _library(dtype)  # raise NativeUnavailable before any work
     bsz, length, e = u.shape

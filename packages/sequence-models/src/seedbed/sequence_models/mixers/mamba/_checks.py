@@ -1,0 +1,45 @@
+"""Input checks shared by the selective-scan forms that are called directly (chunked, fused)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["check_scan_inputs"]
+
+
+def check_scan_inputs(
+    fn: str,
+    u: torch.Tensor,
+    delta: torch.Tensor,
+    A: torch.Tensor,
+    B: torch.Tensor,
+    C: torch.Tensor,
+    initial_state: torch.Tensor | None,
+) -> None:
+    """Raise a clear error unless u, delta are (B, L, E), A is (E, N), B, C are (B, L, N) and
+    initial_state is None or (B, E, N), all floating tensors on one device. ``fn`` names the
+    caller in the message.
+
+    Raises:
+        TypeError: an argument is not a floating tensor.
+        ValueError: a shape does not fit the others, or the tensors are on several devices.
+    """
+    args = {"u": u, "delta": delta, "A": A, "B": B, "C": C}
+    if initial_state is not None:
+        args["initial_state"] = initial_state
+    for name, t in args.items():
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"{fn}: {name} must be a floating tensor, got {t!r:.60}")
+        if t.device != u.device:
+            raise ValueError(f"{fn}: {name} is on {t.device}, u on {u.device}")
+    if u.ndim != 3:
+        raise ValueError(f"{fn}: u must be (B, L, E), got shape {tuple(u.shape)}")
+    bsz, length, e = u.shape
+    if A.ndim != 2 or A.shape[0] != e:
+        raise ValueError(f"{fn}: A must be (E={e}, N), got {tuple(A.shape)}")
+    n = A.shape[1]
+    want = {"delta": (bsz, length, e), "B": (bsz, length, n), "C": (bsz, length, n),
+            "initial_state": (bsz, e, n)}  # fmt: skip
+    for name, shape in want.items():
+        if name in args and tuple(args[name].shape) != shape:
+            raise ValueError(f"{fn}: {name} must have shape {shape}, got {tuple(args[name].shape)}")
