@@ -52,7 +52,9 @@ def test_init_residual_scaling():
         b.mlp.down_proj.weight.detach().clone(),
         b.mlp.up_proj.weight.detach().clone(),
     )
+    version = b.o_proj.weight._version
     names = init_residual_scaling(b, n_layers=8)
+    assert b.o_proj.weight._version > version  # caches keyed on the version see the write
     assert sorted(names) == ["mlp.down_proj.weight", "o_proj.weight"]
     torch.testing.assert_close(b.o_proj.weight, before[0] / 4)
     torch.testing.assert_close(b.mlp.down_proj.weight, before[1] / 4)

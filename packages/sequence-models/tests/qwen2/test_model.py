@@ -309,6 +309,23 @@ def test_inference_plan_follows_weight_updates_and_hooks():
     assert m.layers[0].mlp.gate_proj.weight.grad is not None
 
 
+def test_clear_inference_caches_after_writes_through_data():
+    m = _tiny()
+    ids = torch.randint(0, 259, (1, 5), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        m(ids)  # builds the layer plan (fused gate/up copy)
+        m(ids[:, :1])  # one row: builds the (d, V) copy of the tied head
+    # Writes through .data bump no version counter: clear_inference_caches() drops the copies.
+    m.layers[1].mlp.gate_proj.weight.data.mul_(2.0)
+    m.embed_tokens.weight.data.mul_(2.0)
+    m.clear_inference_caches()
+    with torch.no_grad():
+        one, hidden = m(ids[:, :1]), m(ids[:, :1], return_hidden=True)
+        full = m(ids)
+    torch.testing.assert_close(one, hidden @ m.embed_tokens.weight.t(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(full, _module_path_logits(m, ids), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("rows", [1, 3, 8, 20], ids=lambda r: f"N{r}")
 def test_lm_head_layouts_agree(rows):
     m = _tiny(tie_word_embeddings=False)

@@ -61,7 +61,8 @@ def init_residual_scaling(
     GPT-2's rule: each layer adds two residual branches (attention, MLP), so the variance of the
     residual stream stays O(1) with depth. A weight is scaled if the name of the submodule that
     owns it ends with one of ``names`` (HF names by default: ``o_proj``, ``down_proj``,
-    ``out_proj``).
+    ``out_proj``). The weights are scaled in place, visibly to version counters, so caches
+    keyed on them (such as ``Qwen2Model``'s inference copies) see the change.
 
     Returns:
         The names of the parameters scaled.
@@ -76,7 +77,8 @@ def init_residual_scaling(
         if mod_name.split(".")[-1] in names and isinstance(
             getattr(sub, "weight", None), nn.Parameter
         ):
-            sub.weight.data.mul_(factor)
+            with torch.no_grad():  # not ``.data``: the write must bump the version counter
+                sub.weight.mul_(factor)
             scaled.append(f"{mod_name}.weight")
     if not scaled:
         raise ValueError(

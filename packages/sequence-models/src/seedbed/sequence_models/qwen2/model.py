@@ -288,6 +288,17 @@ class Qwen2Model(nn.Module):
                         )
         return {ours_to_hf(k): v for k, v in self.state_dict().items()}
 
+    def clear_inference_caches(self) -> None:
+        """Drop the inference copies of the weights (the layers' fused plan, the (d, V) head).
+
+        The next no-grad forward rebuilds them. They are rebuilt by themselves after any
+        change PyTorch tracks (an optimiser step, ``load_state_dict``, ``nn.init``, ``.to()``,
+        in-place ops under ``torch.no_grad()``); call this after writing weights through
+        ``param.data``, which bumps no version counter.
+        """
+        self._plan = None
+        self._head_t = self._head_t_key = None
+
     def load_hf_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load tensors keyed by our names (see ``checkpoint.hf_to_ours``), strictly."""
         self.load_state_dict(dict(state), strict=True)
@@ -437,8 +448,8 @@ class Qwen2Model(nn.Module):
 
         The plan is cached and rebuilt whenever a source tensor changes storage or version
         counter (``load_state_dict``, ``nn.init``, an optimiser step, ``.to()``). Writes
-        through ``param.data`` bypass the version counter: set ``model._plan = None`` after
-        such edits. Costs one extra copy of the fused q/k/v and gate/up weights in memory.
+        through ``param.data`` bypass the version counter: call :meth:`clear_inference_caches`
+        after such edits. Costs one extra copy of the fused q/k/v and gate/up weights in memory.
         """
         blocks: list[tuple[RMSNorm, RMSNorm, list[nn.Linear]]] = []
         sources: list[torch.Tensor | None] = []  # every source tensor, None for no bias
