@@ -3,7 +3,9 @@
     h_t = exp(delta_t A) ⊙ h_{t-1} + delta_t u_t B_t,      y_t = C_t · h_t
 
 The sequence is cut into n = L/C chunks of C tokens, and all chunks are scanned at once: C
-vectorised steps over (B, n, E, N) tiles instead of L steps over (B, E, N).
+vectorised steps over (B, n, N, E) tiles instead of L steps over (B, E, N). The tiles keep
+the channels innermost, so every broadcast op runs along rows of E and the read-outs are
+row-vector matmuls (``C_s (1, N) @ h_s (N, E)``).
 
 Forward:
 
@@ -12,30 +14,33 @@ Forward:
    decay ``exp(A sum_t delta_t)``;
 3. every chunk rerun from its true entering state, reading out ``y_t = C_t · h_t``.
 
-Backward (a custom autograd function; only the (B, n, E, N) entering states are saved):
+Backward (a custom autograd function; only the (B, n, N, E) entering states are saved):
 
 1. each chunk's adjoint at its start from a zero adjoint at its end (a reverse scan);
 2. the adjoint entering each chunk from the right, carried by a loop over the chunks;
-3. the states recomputed from the saved entering states (held during the backward only:
-   B L E N values), then every chunk run in reverse from its true adjoint, giving the
-   gradients of u, delta, A, B, C and the initial state.
+3. every chunk run in reverse from its true adjoint, giving the gradients of u, delta, A, B,
+   C and the initial state. The states it needs are recomputed from the saved entering
+   states one segment of ~sqrt(C) steps at a time (from the last), each segment from its
+   own entering state kept by one more forward sweep: ~3 sqrt(C) state tiles are held
+   rather than C (B L E N values).
 
 Decays are only ever ``exp`` of ``delta A <= 0`` or of sums of such terms (never their
 reciprocals, as the ``exp(-cumsum)`` trick would need), so strong decay underflows to 0
 instead of overflowing. Chunk sizes need not divide L: the tail is padded with ``delta = 0``
 (decay 1, no input), which leaves the state and the adjoint unchanged.
 
-Speed (CPU): every step is a few in-place elementwise ops on one reused (B, n, E, N) tile,
-and decays are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its
-``exp``); little fresh memory is touched per call. Both this form and the recurrent loop
-must still do one exponential and a few multiply-adds per (token, channel, state), twice
-here (passes 1 and 3), so on one thread this form is ~8x the loop at L = 4096, E = 128,
-N = 16, ~12x on two (BENCHMARKS.md). The fused kernel of ``fused.py``, which ``MambaBlock``
-runs on CPU tensors, does that work once per element with the state in registers.
+Speed (CPU): every step is a few in-place elementwise ops on one reused tile, and decays
+are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its ``exp``).
+Both this form and the recurrent loop must still do one exponential and a few
+multiply-adds per (token, channel, state), twice here (passes 1 and 3), so on one thread
+this form is ~9x the loop at L = 4096, E = 128, N = 16 (BENCHMARKS.md). The fused kernel
+of ``fused.py``, which ``MambaBlock`` runs on CPU tensors, does that work once per element
+with the state in registers.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -50,100 +55,147 @@ __all__ = ["chunk_selective_scan"]
 _LOG2E = 1.0 / math.log(2.0)
 
 
+def _steps(x: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(B, L, K) -> (C, B, n, K): step s of every chunk, a view of ``x`` right-padded with
+    zeros to n * C tokens."""
+    return pad_to_chunks(x, chunk).permute(2, 0, 1, 3)
+
+
 class _Chunks:
-    """The scan's inputs as chunk views, and its decays.
+    """The scan's inputs, step-major, for (B, n, N, E) tiles (channels innermost: the
+    broadcast ops and the read-out matmuls run on rows of E).
 
     Attributes:
-        d, u: (B, n, C, E) delta and u, right-padded with zeros to n * C tokens.
-        b, c: (B, n, C, N) B and C, padded the same way.
-        a2: (E, N) A * log2(e), so that exp(delta A) = exp2(delta a2).
+        d, x: (C, B, n, E) delta and x = delta * u of step s of every chunk, contiguous.
+        b, c: (C, B, n, N) views of B and C.
+        at: (N, E) A^T; a2 = at * log2(e), so that exp(delta A) = exp2(delta a2).
     """
 
     def __init__(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                  C: torch.Tensor, chunk: int) -> None:  # fmt: skip
-        self.d, self.u = pad_to_chunks(delta, chunk), pad_to_chunks(u, chunk)
-        self.b, self.c = pad_to_chunks(B, chunk), pad_to_chunks(C, chunk)
-        self.a2 = A * _LOG2E
+        self.d = _steps(delta, chunk).contiguous()
+        self.x = torch.mul(self.d, _steps(u, chunk))
+        self.b, self.c = _steps(B, chunk), _steps(C, chunk)
+        self.at = A.t().contiguous()
+        self.a2 = self.at * _LOG2E
+        # per-step broadcast views, indexed once per step
+        self.d_rows, self.x_rows = self.d[:, :, :, None], self.x[:, :, :, None]  # (C, B, n, 1, E)
+        self.b_cols = self.b[..., None]  # (C, B, n, N, 1)
 
     def decay(self, s: int, out: torch.Tensor) -> torch.Tensor:
-        """exp(delta A) of step s of every chunk, written into ``out`` (B, n, E, N)."""
-        return torch.exp2(torch.mul(self.d[:, :, s, :, None], self.a2, out=out), out=out)
+        """exp(delta A) of step s of every chunk, written into ``out`` (B, n, N, E)."""
+        return torch.exp2(torch.mul(self.d_rows[s], self.a2, out=out), out=out)
 
     def chunk_decay(self, out: torch.Tensor) -> torch.Tensor:
-        """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, E, N)."""
-        return torch.exp2(torch.mul(self.d.sum(2)[..., None], self.a2, out=out), out=out)
+        """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, N, E)."""
+        return torch.exp2(torch.mul(self.d.sum(0)[:, :, None], self.a2, out=out), out=out)
 
-    def x(self, s: int) -> torch.Tensor:
-        """delta * u of step s of every chunk: (B, n, E)."""
-        return self.d[:, :, s] * self.u[:, :, s]
+    def add_input(self, s: int, h: torch.Tensor) -> torch.Tensor:
+        """h <- h + x_s B_s, in place. h: (B, n, N, E)."""
+        return h.addcmul_(self.x_rows[s], self.b_cols[s])
 
     def step(self, s: int, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """h <- a ⊙ h + x_s B_s, in place. h, a: (B, n, E, N)."""
-        return h.mul_(a).addcmul_(self.x(s)[..., None], self.b[:, :, s, None, :])
+        """h <- a ⊙ h + x_s B_s, in place. h, a: (B, n, N, E)."""
+        return self.add_input(s, h.mul_(a))
 
 
-def _carry_(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
-            reverse: bool = False) -> torch.Tensor:  # fmt: skip
-    """Carry a value across chunks, in place. v, decay: (B, n, E, N); first: (B, E, N).
+def _rows(t: torch.Tensor) -> torch.Tensor:
+    """(C, B, n, K) -> (C, B n, 1, K): each step as matmul rows (a view where ``t`` allows)."""
+    return t.reshape(t.shape[0], -1, 1, t.shape[-1])
 
-    On entry ``v[:, j]`` holds chunk j's local value; on return the value carried into chunk
-    j: ``w = first`` for the first chunk visited, then ``w <- v_j + decay_j ⊙ w`` after
-    each. Returns the value after the last chunk (B, E, N)."""
-    w = first
-    for j in reversed(range(v.shape[1])) if reverse else range(v.shape[1]):
-        nxt = torch.addcmul(v[:, j], decay[:, j], w)
-        v[:, j] = w
-        w = nxt
-    return w
+
+def _carry(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
+           reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Carry a value across chunks. v, decay: (B, n, N, E); first: (B, N, E).
+
+    ``v[:, j]`` is chunk j's local value. Returns the value carried into each chunk
+    (B, n, N, E): ``w = first`` into the first chunk visited (chunk 0, or chunk n-1 with
+    ``reverse``), then ``w <- v_j + decay_j ⊙ w`` after each; and the value after the last
+    chunk (B, N, E)."""
+    order = list(range(v.shape[1]))[:: -1 if reverse else 1]
+    out = torch.empty_like(v)
+    out[:, order[0]] = first
+    for j, nxt in itertools.pairwise(order):
+        torch.addcmul(v[:, j], decay[:, j], out[:, j], out=out[:, nxt])
+    return out, torch.addcmul(v[:, order[-1]], decay[:, order[-1]], out[:, order[-1]])
+
+
+def _unsteps(t: torch.Tensor) -> torch.Tensor:
+    """(C, B, n, K) -> (B, n C, K)."""
+    steps, bsz, n, k = t.shape
+    return t.permute(1, 2, 0, 3).reshape(bsz, n * steps, k)
 
 
 def _forward(k: _Chunks, h0: torch.Tensor, keep_starts: bool
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
-    """Returns y (B, n C, E), the final state (B, E, N) and, with ``keep_starts``, the
-    states entering each chunk (B, n, E, N)."""
-    bsz, n, steps, e = k.d.shape
-    a = h0.new_empty(bsz, n, e, h0.shape[-1])  # (B, n, E, N), reused by every step
+    """h0: (B, N, E). Returns y (B, n C, E), the final state (B, N, E) and, with
+    ``keep_starts``, the states entering each chunk (B, n, N, E)."""
+    steps, bsz, n, e = k.d.shape
+    a = h0.new_empty(bsz, n, h0.shape[1], e)  # (B, n, N, E), reused by every step
     h = torch.zeros_like(a)
     for s in range(steps):  # 1. chunk end states from zero
         k.step(s, h, k.decay(s, a))
-    last = _carry_(h, k.chunk_decay(a), h0)  # 2. h now holds the entering states
-    starts = h.clone() if keep_starts else None
-    y = h0.new_empty(bsz, n, steps, e)
+    starts, last = _carry(h, k.chunk_decay(a), h0)  # 2. the states entering the chunks
+    if keep_starts:
+        h.copy_(starts)
+    else:
+        h = starts
+    y, ys, c_rows = h0.new_empty(bsz, n, steps, e), h0.new_empty(bsz * n, 1, e), _rows(k.c)
+    hm = h.view(bsz * n, -1, e)  # (B n, N, E)
     for s in range(steps):  # 3. rerun from the true entering states and read out
         k.step(s, h, k.decay(s, a))
-        y[:, :, s] = torch.einsum("bjen,bjn->bje", h, k.c[:, :, s])
-    return y.view(bsz, n * steps, e), last, starts
+        y[:, :, s] = torch.bmm(c_rows[s], hm, out=ys).view(bsz, n, e)  # y_s = C_s · h_s
+    return y.view(bsz, n * steps, e), last, (starts if keep_starts else None)
 
 
-def _backward(k: _Chunks, A: torch.Tensor, starts: torch.Tensor, dy: torch.Tensor,
-              dh_last: torch.Tensor) -> tuple[torch.Tensor, ...]:  # fmt: skip
-    """dy: (B, n, C, E) -> d(delta u) and d(delta) through the decays (B, n C, E), dA (E, N),
-    dB, dC (B, n C, N), d(initial state) (B, E, N)."""
-    bsz, n, steps, _ = k.d.shape
-    a, g = torch.empty_like(starts), torch.zeros_like(starts)  # (B, n, E, N)
+def _backward(k: _Chunks, starts: torch.Tensor, dy: torch.Tensor, dh_last: torch.Tensor
+              ) -> tuple[torch.Tensor, ...]:  # fmt: skip
+    """dy: (C, B, n, E); dh_last: (B, N, E). Returns d(delta u) and d(delta) through the
+    decays (B, n C, E), dA^T (N, E), dB, dC (B, n C, N), d(initial state) (B, N, E)."""
+    steps, bsz, n, e = k.d.shape
+    a, g = torch.empty_like(starts), torch.zeros_like(starts)  # (B, n, N, E)
+    dy_rows = dy[:, :, :, None]  # (C, B, n, 1, E)
+    c_cols = k.c[..., None]  # (C, B, n, N, 1)
     # g holds a_{t+1} ⊙ dL/dh_{t+1}: the adjoint reaching h_t from later tokens
     for s in range(steps - 1, -1, -1):  # 1. chunk start adjoints from a zero end adjoint
-        g.addcmul_(dy[:, :, s, :, None], k.c[:, :, s, None, :]).mul_(k.decay(s, a))
-    dh0 = _carry_(g, k.chunk_decay(a), dh_last, reverse=True)  # 2. g: adjoints from the right
-    hs = starts.new_empty(steps, *starts.shape)  # (C, B, n, E, N) true states
-    for s in range(steps):  # 3a. recompute the states
-        torch.mul(hs[s - 1] if s else starts, k.decay(s, a), out=hs[s])
-        hs[s].addcmul_(k.x(s)[..., None], k.b[:, :, s, None, :])
-    dx, dlog = torch.empty_like(k.d), torch.empty_like(k.d)  # (B, n, C, E)
-    db, dc = torch.empty_like(k.b), torch.empty_like(k.c)  # (B, n, C, N)
+        g.addcmul_(dy_rows[s], c_cols[s]).mul_(k.decay(s, a))
+    g, dh0 = _carry(g, k.chunk_decay(a), dh_last, reverse=True)  # 2. adjoints from the right
+    gm = g.view(bsz * n, -1, e)  # (B n, N, E)
+    b_rows, x_rows, dy_mrows = _rows(k.b), _rows(k.x), _rows(dy)
+    # 3. the reverse pass with the true adjoints, segment by segment from the last: each
+    # segment's states (and decays) are recomputed from the state entering it, so that only
+    # ~2 sqrt(C) + C / sqrt(C) state tiles are held rather than C.
+    seg = math.isqrt(steps - 1) + 1  # ceil(sqrt(C))
+    marks, h = [starts], starts.clone()  # marks[i]: the state entering step i * seg
+    for s in range(seg * ((steps - 1) // seg)):
+        k.step(s, h, k.decay(s, a))
+        if (s + 1) % seg == 0:
+            marks.append(h.clone())
+    del h
+    hs, decays = starts.new_empty(seg, *starts.shape), starts.new_empty(seg, *starts.shape)
+    dx, dlog = torch.empty_like(k.d), torch.empty_like(k.d)  # (C, B, n, E)
+    db, dc = k.b.new_empty(k.b.shape), k.c.new_empty(k.c.shape)  # (C, B, n, N)
+    dx_rows, db_rows, dc_rows = _rows(dx), _rows(db), _rows(dc)
     da_sum, z = torch.zeros_like(starts), torch.empty_like(starts)
-    for s in range(steps - 1, -1, -1):  # 3b. the reverse pass with the true adjoints
-        g.addcmul_(dy[:, :, s, :, None], k.c[:, :, s, None, :])  # dL/dh_s
-        dx[:, :, s] = torch.einsum("bjen,bjn->bje", g, k.b[:, :, s])
-        db[:, :, s] = torch.einsum("bjen,bje->bjn", g, k.x(s))
-        dc[:, :, s] = torch.einsum("bje,bjen->bjn", dy[:, :, s], hs[s])
-        g.mul_(k.decay(s, a))
-        # dL/d(delta_s A) per (e, n): a_s ⊙ dL/dh_s ⊙ h_{s-1}
-        torch.mul(g, hs[s - 1] if s else starts, out=z)
-        dlog[:, :, s] = torch.einsum("bjen,en->bje", z, A)
-        da_sum.addcmul_(z, k.d[:, :, s, :, None])
-    flat = lambda t: t.view(bsz, n * steps, t.shape[-1])  # noqa: E731
-    return flat(dx), flat(dlog), da_sum.sum((0, 1)), flat(db), flat(dc), dh0
+    for first in reversed(range(0, steps, seg)):
+        span = range(first, min(first + seg, steps))
+        entering = marks[first // seg]
+        for i, s in enumerate(span):  # 3a. this segment's decays and states (B, n, N, E)
+            torch.mul(hs[i - 1] if i else entering, k.decay(s, decays[i]), out=hs[i])
+            k.add_input(s, hs[i])
+        for i, s in reversed(list(enumerate(span))):  # 3b. its steps in reverse
+            g.addcmul_(dy_rows[s], c_cols[s])  # dL/dh_s
+            # dL/dx_s = B_s · g; dL/dB_s = g x_s and dL/dC_s = h_s dy_s, each summed over E
+            # (row-vector products: MKL's batched matrix-vector products with a column are slow)
+            torch.bmm(b_rows[s], gm, out=dx_rows[s])
+            torch.bmm(x_rows[s], gm.transpose(1, 2), out=db_rows[s])
+            torch.bmm(dy_mrows[s], hs[i].view(bsz * n, -1, e).transpose(1, 2), out=dc_rows[s])
+            g.mul_(decays[i])
+            # dL/d(delta_s A) per (n, e): a_s ⊙ dL/dh_s ⊙ h_{s-1}
+            torch.mul(g, hs[i - 1] if i else entering, out=z)
+            da_sum.addcmul_(z, k.d_rows[s])
+            torch.sum(z.mul_(k.at), 2, out=dlog[s])
+    return _unsteps(dx), _unsteps(dlog), da_sum.sum((0, 1)), _unsteps(db), _unsteps(dc), dh0
 
 
 class _ChunkScan(torch.autograd.Function):
@@ -152,22 +204,24 @@ class _ChunkScan(torch.autograd.Function):
         ctx: Any, chunk: int, needs_grad: bool, u: torch.Tensor, delta: torch.Tensor,
         A: torch.Tensor, B: torch.Tensor, C: torch.Tensor, h0: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-        y, last, starts = _forward(_Chunks(u, delta, A, B, C, chunk), h0, needs_grad)
+        k = _Chunks(u, delta, A, B, C, chunk)
+        y, last, starts = _forward(k, h0.transpose(1, 2), needs_grad)
         if needs_grad:
             ctx.save_for_backward(u, delta, A, B, C, starts)
             ctx.chunk = chunk
-        return y[:, : u.shape[1]], last
+        return y[:, : u.shape[1]], last.transpose(1, 2).contiguous()
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, dy: torch.Tensor, dh_last: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
         u, delta, A, B, C, starts = ctx.saved_tensors
         k = _Chunks(u, delta, A, B, C, ctx.chunk)
-        grads = _backward(k, A, starts, pad_to_chunks(dy, ctx.chunk), dh_last)
+        dy = _steps(dy, ctx.chunk).contiguous()  # (C, B, n, E)
+        grads = _backward(k, starts, dy, dh_last.transpose(1, 2))
         length = u.shape[1]
-        dx, dlog, dA, db, dc, dh0 = (t[:, :length] if t.ndim == 3 else t for t in grads)
+        dx, dlog, dat, db, dc, dh0 = (t[:, :length] if t.ndim == 3 else t for t in grads)
         du, ddelta = dx * delta, dlog + dx * u  # through x = delta * u
-        return None, None, du, ddelta, dA, db, dc, dh0
+        return None, None, du, ddelta, dat.t(), db, dc, dh0.transpose(1, 2).contiguous()
 
 
 def chunk_selective_scan(
