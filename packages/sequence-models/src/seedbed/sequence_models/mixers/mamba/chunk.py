@@ -150,8 +150,9 @@ def _forward(k: _Chunks, h0: torch.Tensor, keep_starts: bool
 
 def _backward(k: _Chunks, starts: torch.Tensor, dy: torch.Tensor, dh_last: torch.Tensor
               ) -> tuple[torch.Tensor, ...]:  # fmt: skip
-    """dy: (C, B, n, E); dh_last: (B, N, E). Returns d(delta u) and d(delta) through the
-    decays (B, n C, E), dA^T (N, E), dB, dC (B, n C, N), d(initial state) (B, N, E)."""
+    """dy: (C, B, n, E); dh_last: (B, N, E). Returns, step-major, d(delta u) and d(delta)
+    through the decays (C, B, n, E), dA^T (N, E), dB, dC (C, B, n, N), and d(initial state)
+    (B, N, E). Its buffers are freed on return, before the caller lays the gradients out."""
     steps, bsz, n, e = k.d.shape
     a, g = torch.empty_like(starts), torch.zeros_like(starts)  # (B, n, N, E)
     dy_rows = dy[:, :, :, None]  # (C, B, n, 1, E)
@@ -195,7 +196,7 @@ def _backward(k: _Chunks, starts: torch.Tensor, dy: torch.Tensor, dh_last: torch
             torch.mul(g, hs[i - 1] if i else entering, out=z)
             da_sum.addcmul_(z, k.d_rows[s])
             torch.sum(z.mul_(k.at), 2, out=dlog[s])
-    return _unsteps(dx), _unsteps(dlog), da_sum.sum((0, 1)), _unsteps(db), _unsteps(dc), dh0
+    return dx, dlog, da_sum.sum((0, 1)), db, dc, dh0
 
 
 class _ChunkScan(torch.autograd.Function):
@@ -217,10 +218,11 @@ class _ChunkScan(torch.autograd.Function):
         u, delta, A, B, C, starts = ctx.saved_tensors
         k = _Chunks(u, delta, A, B, C, ctx.chunk)
         dy = _steps(dy, ctx.chunk).contiguous()  # (C, B, n, E)
-        grads = _backward(k, starts, dy, dh_last.transpose(1, 2))
+        dx, dlog, dat, db, dc, dh0 = _backward(k, starts, dy, dh_last.transpose(1, 2))
+        del k, dy
         length = u.shape[1]
-        dx, dlog, dat, db, dc, dh0 = (t[:, :length] if t.ndim == 3 else t for t in grads)
-        du, ddelta = dx * delta, dlog + dx * u  # through x = delta * u
+        dx, dlog, db, dc = (_unsteps(t)[:, :length] for t in (dx, dlog, db, dc))
+        du, ddelta = dx * delta, dlog.addcmul_(dx, u)  # through x = delta * u
         return None, None, du, ddelta, dat.t(), db, dc, dh0.transpose(1, 2).contiguous()
 
 
