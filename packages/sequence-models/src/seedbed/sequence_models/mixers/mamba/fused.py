@@ -1,7 +1,7 @@
 """Mamba-1 selective scan, fused CPU kernel (``selective_scan.c``), with its backward.
 
 The pure-PyTorch chunked form (``chunk.py``) runs two passes of separate elementwise ops
-over (B, n_chunks, E, N) tiles, each op a trip through memory. This kernel walks the
+over (B, n_chunks, N, E) tiles, each op a trip through memory. This kernel walks the
 sequence once per channel with the N-wide state held in registers, computing one ``exp``
 and a few multiply-adds per (token, channel, state), as mamba-ssm's CUDA kernel does on a
 GPU:
