@@ -82,6 +82,25 @@ def test_empty_sequence_returns_the_initial_state(scan_case: Callable[..., Any])
     assert torch.equal(h, s0)
 
 
+@pytest.mark.parametrize("length", [64, 61], ids=lambda v: f"L{v}")
+def test_strided_inputs_match_contiguous(scan_case: Callable[..., Any], length: int) -> None:
+    """Inputs sliced out of wider tensors (as a block's projections are), A transposed:
+    same outputs and gradients as contiguous copies, whether or not C divides L."""
+    args = scan_case(2, length, 6, 4, F64)
+    wide = [torch.cat([t, torch.randn_like(t)], -1)[..., : t.shape[-1]] for t in args[:2]]
+    strided = [*wide, args[2].t().contiguous().t(), *(
+        torch.cat([t, torch.randn_like(t)], -1)[..., : t.shape[-1]] for t in args[3:5])]  # fmt: skip
+    assert not any(t.is_contiguous() for t in strided)
+    results = []
+    for inputs in (strided, [t.contiguous() for t in strided]):
+        leaves = [t.detach().requires_grad_() for t in inputs]
+        y, h = chunk_selective_scan(*leaves, args[5], True, chunk_size=8)
+        (y.square().sum() + h.sum()).backward()
+        results.append([y, h, *(t.grad for t in leaves)])
+    for got, want in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 SCANS = [
     pytest.param(chunk_selective_scan, id="chunk"),
     pytest.param(fused_selective_scan, id="fused", marks=pytest.mark.skipif(
