@@ -201,7 +201,9 @@ class Trainer:
         if self.distributed and device.type == "cuda" and device.index is None:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         if device.type == "cuda":
-            torch.cuda.set_device(device)
+            if device.index is None:  # plain "cuda": the current device, with its index
+                device = torch.device("cuda", torch.cuda.current_device())
+            torch.cuda.set_device(device)  # needs an index (PyTorch >= 2.11 rejects bare "cuda")
         if self.distributed and not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
             self._owns_process_group = True
