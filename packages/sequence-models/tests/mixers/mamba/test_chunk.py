@@ -40,19 +40,26 @@ def test_gradcheck_only_final_state_in_the_loss(scan_case: Callable[..., Any]) -
 
 @pytest.mark.parametrize(
     ("b", "length", "e", "n", "chunk"),
-    [(2, 63, 5, 4, 8), (1, 127, 16, 16, 32), (3, 10, 4, 2, 64)],
+    # the last three have 127, 65 and 128 chunks: the carry across chunks runs in groups of
+    # 8 (with one padding chunk), 5 and 8
+    [(2, 63, 5, 4, 8), (1, 127, 16, 16, 32), (3, 10, 4, 2, 64), (1, 127, 3, 2, 1),
+     (2, 130, 3, 2, 2), (1, 128, 2, 3, 1)],
     ids=lambda v: str(v),
-)
-def test_gradients_match_autograd_through_the_loop(scan_case: Callable[..., Any], b: int, length: int, e: int, n: int,
-                                                   chunk: int) -> None:  # fmt: skip
+)  # fmt: skip
+def test_outputs_and_gradients_match_autograd_through_the_loop(
+    scan_case: Callable[..., Any], b: int, length: int, e: int, n: int, chunk: int
+) -> None:
     args = scan_case(b, length, e, n, F64)
     w = torch.randn(b, length, e, dtype=F64, generator=torch.Generator().manual_seed(1))
-    grads = []
+    outs, grads = [], []
     for fn, kw in ((recurrent_selective_scan, {}), (chunk_selective_scan, {"chunk_size": chunk})):
         leaves = [t.clone().requires_grad_() for t in args]
         y, h = fn(*leaves, True, **kw)
         ((y * w).sum() + (h * 0.3).sum()).backward()
+        outs.append((y, h))
         grads.append([t.grad for t in leaves])
+    for o_loop, o_chunk in zip(*outs):
+        assert rel_err(o_chunk, o_loop) < 1e-12
     for g_loop, g_chunk in zip(*grads):
         assert rel_err(g_chunk, g_loop) < 1e-10
 

@@ -10,14 +10,15 @@ row-vector matmuls (``C_s (1, N) @ h_s (N, E)``).
 Forward:
 
 1. each chunk's end state from a zero start, all chunks at once;
-2. the state entering each chunk, carried by a loop over the n chunks with the chunk's total
-   decay ``exp(A sum_t delta_t)``;
+2. the state entering each chunk, carried across the chunks with each chunk's total decay
+   ``exp(A sum_t delta_t)``: first within groups of ~sqrt(n / 2) chunks, all groups at
+   once, then across the groups, so that ~2 sqrt(2 n) small ops run in sequence, not n;
 3. every chunk rerun from its true entering state, reading out ``y_t = C_t · h_t``.
 
 Backward (a custom autograd function; only the (B, n, N, E) entering states are saved):
 
 1. each chunk's adjoint at its start from a zero adjoint at its end (a reverse scan);
-2. the adjoint entering each chunk from the right, carried by a loop over the chunks;
+2. the adjoint entering each chunk from the right, carried across the chunks the same way;
 3. every chunk run in reverse from its true adjoint, giving the gradients of u, delta, A, B,
    C and the initial state. The states it needs are recomputed from the saved entering
    states one segment of ~sqrt(C) steps at a time (from the last), each segment from its
@@ -106,6 +107,14 @@ def _rows(t: torch.Tensor, view: bool = False) -> torch.Tensor:
     return t.view(shape) if view else t.reshape(shape)
 
 
+def _group_size(n: int) -> int:
+    """Chunks per group in :func:`_carry`: near sqrt(n / 2), which balances its two loops
+    (2 (G - 1) ops in the first, n / G in the second); a divisor of n when one is close."""
+    target = math.sqrt(n / 2)
+    near = [g for g in range(1, n + 1) if n % g == 0 and target / 2 <= g <= 2 * target]
+    return min(near, key=lambda g: abs(g - target)) if near else max(1, round(target))
+
+
 def _carry(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
            reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Carry a value across chunks. v, decay: (B, n, N, E); first: (B, N, E).
@@ -113,13 +122,54 @@ def _carry(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
     ``v[:, j]`` is chunk j's local value. Returns the value carried into each chunk
     (B, n, N, E): ``w = first`` into the first chunk visited (chunk 0, or chunk n-1 with
     ``reverse``), then ``w <- v_j + decay_j ⊙ w`` after each; and the value after the last
-    chunk (B, N, E)."""
-    order = list(range(v.shape[1]))[:: -1 if reverse else 1]
+    chunk (B, N, E). ``decay`` is used as scratch: its contents are lost.
+
+    Two levels, so that ~2 sqrt(2 n) small ops run one after another instead of n:
+
+    1. within groups of G consecutive chunks, all groups at once, the value carried from
+       a zero start, and the running product of the decays since the group's start;
+    2. across the groups, the value entering each, from the groups' end values and total
+       decays;
+    3. each group's entering value, decayed, added to all its chunks in one op.
+    """
+    bsz, n = v.shape[:2]
+    size = _group_size(n)
+    groups = -(-n // size)
+    pad = groups * size - n
+    if pad:  # extra chunks that carry the value through unchanged: v = 0, decay = 1
+        zeros, ones = v.new_zeros(bsz, pad, *v.shape[2:]), v.new_ones(bsz, pad, *v.shape[2:])
+        v = torch.cat((zeros, v) if reverse else (v, zeros), 1)
+        decay = torch.cat((ones, decay) if reverse else (decay, ones), 1)
     out = torch.empty_like(v)
-    out[:, order[0]] = first
-    for j, nxt in itertools.pairwise(order):
-        torch.addcmul(v[:, j], decay[:, j], out[:, j], out=out[:, nxt])
-    return out, torch.addcmul(v[:, order[-1]], decay[:, order[-1]], out[:, order[-1]])
+    tiles = (bsz, groups, size, *v.shape[2:])  # (B, groups, G, N, E)
+    vg, dg, og = (t.view(tiles).unbind(2) for t in (v, decay, out))  # each (B, groups, N, E)
+    order = list(range(size))[:: -1 if reverse else 1]
+    og[order[0]].zero_()
+    for pos, (i, nxt) in enumerate(itertools.pairwise(order)):  # 1.
+        torch.addcmul(vg[i], dg[i], og[i], out=og[nxt])
+        if pos:
+            dg[i].mul_(dg[order[pos - 1]])  # the decay from the group's start through i
+    ends = torch.addcmul(vg[order[-1]], dg[order[-1]], og[order[-1]])  # (B, groups, N, E)
+    if size > 1:
+        dg[order[-1]].mul_(dg[order[-2]])  # each group's total decay
+    # dg[order[k]] now holds the decay from the group's start to the start of order[k + 1]
+    enter = torch.empty_like(ends)  # 2.
+    e_list, t_list, w_list = ends.unbind(1), dg[order[-1]].unbind(1), enter.unbind(1)
+    g_order = list(range(groups))[:: -1 if reverse else 1]
+    w_list[g_order[0]].copy_(first)
+    for g, nxt in itertools.pairwise(g_order):
+        torch.addcmul(e_list[g], t_list[g], w_list[g], out=w_list[nxt])
+    last = torch.addcmul(e_list[g_order[-1]], t_list[g_order[-1]], w_list[g_order[-1]])
+    o5, d5, w5 = out.view(tiles), decay.view(tiles), enter[:, :, None]  # 3.
+    if reverse:
+        o5[:, :, :-1].addcmul_(d5[:, :, 1:], w5)
+        o5[:, :, -1].copy_(enter)
+    else:
+        o5[:, :, 1:].addcmul_(d5[:, :, :-1], w5)
+        o5[:, :, 0].copy_(enter)
+    if pad:
+        out = (out[:, pad:] if reverse else out[:, :n]).contiguous()
+    return out, last
 
 
 def _unsteps(t: torch.Tensor) -> torch.Tensor:
@@ -134,8 +184,8 @@ def _forward(k: _Chunks, h0: torch.Tensor, keep_starts: bool
     ``keep_starts``, the states entering each chunk (B, n, N, E)."""
     steps, bsz, n, e = k.d.shape
     a = h0.new_empty(bsz, n, h0.shape[1], e)  # (B, n, N, E), reused by every step
-    h = torch.zeros_like(a)
-    for s in range(steps):  # 1. chunk end states from zero
+    h = torch.mul(k.x_rows[0], k.b_cols[0])  # 1. chunk end states from zero: h_0 = x_0 B_0
+    for s in range(1, steps):
         k.step(s, h, k.decay(s, a))
     starts, last = _carry(h, k.chunk_decay(a), h0)  # 2. the states entering the chunks
     if keep_starts:
@@ -156,11 +206,12 @@ def _backward(k: _Chunks, starts: torch.Tensor, dy: torch.Tensor, dh_last: torch
     through the decays (C, B, n, E), dA^T (N, E), dB, dC (C, B, n, N), and d(initial state)
     (B, N, E). Its buffers are freed on return, before the caller lays the gradients out."""
     steps, bsz, n, e = k.d.shape
-    a, g = torch.empty_like(starts), torch.zeros_like(starts)  # (B, n, N, E)
+    a = torch.empty_like(starts)  # (B, n, N, E)
     dy_rows = dy[:, :, :, None]  # (C, B, n, 1, E)
     c_cols = k.c[..., None]  # (C, B, n, N, 1)
     # g holds a_{t+1} ⊙ dL/dh_{t+1}: the adjoint reaching h_t from later tokens
-    for s in range(steps - 1, -1, -1):  # 1. chunk start adjoints from a zero end adjoint
+    g = torch.mul(dy_rows[-1], c_cols[-1]).mul_(k.decay(steps - 1, a))  # 1. chunk start
+    for s in range(steps - 2, -1, -1):  # adjoints from a zero end adjoint
         g.addcmul_(dy_rows[s], c_cols[s]).mul_(k.decay(s, a))
     g, dh0 = _carry(g, k.chunk_decay(a), dh_last, reverse=True)  # 2. adjoints from the right
     gm = g.view(bsz * n, -1, e)  # (B n, N, E)
