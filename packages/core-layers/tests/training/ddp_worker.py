@@ -52,6 +52,7 @@ def main(out: str, ckpt_dir: str) -> None:
         lr=1e-2,
         grad_accum_steps=accum,
         progress=False,
+        device="cpu",  # gloo on CPU, also where CUDA is present
         checkpoint_dir=ckpt_dir,
         save_every=3,
     )

@@ -42,6 +42,7 @@ def fresh_model(seed: int = 0, dropout: float = 0.0) -> TinyNet:
 
 def cfg(**kw) -> TrainerConfig:
     kw.setdefault("progress", False)
+    kw.setdefault("device", "cpu")  # the Trainer's default is the best device: CUDA where present
     return TrainerConfig(**kw)
 
 
