@@ -35,8 +35,9 @@ are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its ``
 Both this form and the recurrent loop must still do one exponential and a few
 multiply-adds per (token, channel, state), twice here (passes 1 and 3), so on one thread
 this form is 8-13x the loop at L = 4096, E = 128, N = 16 (with the machine's state), and
-50-156x on an H100 (by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which ``MambaBlock`` runs on CPU tensors,
-does that work once per element with the state in registers.
+50-156x on an H100 (by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which
+``MambaBlock`` runs on CPU tensors, does that work once per element with the state in
+registers.
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def _group_size(n: int) -> int:
     """Chunks per group in :func:`_carry`: near sqrt(n / 2), which balances its two loops
     (2 (G - 1) ops in the first, n / G in the second); a divisor of n when one is close."""
     target = math.sqrt(n / 2)
-    near = [g for g in range(1, n + 1) if n % g == 0 and target / 2 <= g <= 2 * target]
+    near = [g for g in range(math.ceil(target / 2), math.floor(2 * target) + 1) if n % g == 0]
     return min(near, key=lambda g: abs(g - target)) if near else max(1, round(target))
 
 
