@@ -53,4 +53,4 @@ def segsum(x: torch.Tensor) -> torch.Tensor:
     xr = xr.masked_fill(~strict, 0)  # keep r > j
     out = torch.cumsum(xr, dim=-2)  # (..., i, j) = sum_{j < r <= i} x[r]
     lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device))
-    return out.masked_fill(~lower, float("-inf"))
+    return out.masked_fill_(~lower, float("-inf"))  # in place: cumsum's backward needs no output

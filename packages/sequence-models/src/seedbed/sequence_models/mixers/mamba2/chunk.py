@@ -26,6 +26,12 @@ from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 __all__ = ["chunk_ssd"]
 
 
+def _heads_first(t: torch.Tensor, chunk: int) -> torch.Tensor:
+    """(B, L, H, K) -> (B, H, n, C, K), contiguous: every product below is then one batched
+    matmul over (B, H, n) with no hidden copies."""
+    return pad_to_chunks(t, chunk).movedim(3, 1).contiguous()
+
+
 def chunk_ssd(
     x: torch.Tensor,
     dt: torch.Tensor,
@@ -42,35 +48,34 @@ def chunk_ssd(
     bsz, length, h, p = x.shape
     c = min(chunk_size, length)
     xf, dtf, A = x.to(dtype), dt.to(dtype), A.to(dtype)
-    Bf, Cf = expand_groups(B.to(dtype), h), expand_groups(C.to(dtype), h)  # (B, L, H, N)
-    X = pad_to_chunks(xf * dtf[..., None], c)  # (B, n, C, H, P)
-    Bc, Cc = pad_to_chunks(Bf, c), pad_to_chunks(Cf, c)  # (B, n, C, H, N)
+    X = _heads_first(xf * dtf[..., None], c)  # (B, H, n, C, P)
+    Bh = _heads_first(expand_groups(B.to(dtype), h), c)  # (B, H, n, C, N)
+    Ch = _heads_first(expand_groups(C.to(dtype), h), c)  # (B, H, n, C, N)
     log_a = pad_to_chunks(dtf * A, c).permute(0, 3, 1, 2)  # (B, H, n, C), <= 0
-    n = X.shape[1]
+    n = log_a.shape[2]
     acum = torch.cumsum(log_a, dim=-1)  # (B, H, n, C)
 
-    # 1. diagonal blocks
+    # 1. diagonal blocks: (C B^T ∘ L) X per chunk
     decay = torch.exp(segsum(log_a))  # (B, H, n, C_t, C_s)
-    scores = torch.einsum("bjthn,bjshn->bhjts", Cc, Bc) * decay
-    y = torch.einsum("bhjts,bjshp->bjthp", scores, X)  # (B, n, C, H, P)
+    y = ((Ch @ Bh.transpose(-1, -2)) * decay) @ X  # (B, H, n, C, P)
 
-    # 2. each chunk's end state from a zero start
-    local = torch.einsum("bjshn,bhjs,bjshp->bjhpn", Bc, decay[..., -1, :], X)  # (B, n, H, P, N)
+    # 2. each chunk's end state from a zero start, kept as (N, P): B^T (decay_to_end X)
+    local = Bh.transpose(-1, -2) @ (decay[..., -1, :, None] * X)  # (B, H, n, N, P)
 
     # 3. inter-chunk recurrence
     state = (
-        torch.zeros(bsz, h, p, Bf.shape[-1], device=x.device, dtype=dtype)
+        torch.zeros(bsz, h, Bh.shape[-1], p, device=x.device, dtype=dtype)
         if initial_state is None
-        else initial_state.to(dtype)
-    )
-    chunk_decay = torch.exp(acum[..., -1])  # (B, H, n)
+        else initial_state.to(dtype).transpose(-1, -2)
+    )  # (B, H, N, P)
     starts = []
-    for decay_j, local_j in zip(chunk_decay.unbind(2), local.unbind(1)):  # unbind: cheap backward
+    chunk_decay = torch.exp(acum[..., -1])  # (B, H, n)
+    for decay_j, local_j in zip(chunk_decay.unbind(2), local.unbind(2)):  # unbind: cheap backward
         starts.append(state)
         state = decay_j[..., None, None] * state + local_j
-    s_in = torch.stack(starts, dim=1)  # (B, n, H, P, N)
+    s_in = torch.stack(starts, dim=2)  # (B, H, n, N, P)
 
     # 4. off-diagonal blocks: the carried state read out by C, decayed from the chunk start
-    y = y + torch.einsum("bjthn,bjhpn,bhjt->bjthp", Cc, s_in, torch.exp(acum))
-    y = y.reshape(bsz, n * c, h, p)[:, :length]
-    return y.to(x.dtype), (state if output_final_state else None)
+    y = y + (Ch * torch.exp(acum)[..., None]) @ s_in  # (B, H, n, C, P)
+    y = y.permute(0, 2, 3, 1, 4).reshape(bsz, n * c, h, p)[:, :length]
+    return y.to(x.dtype), (state.transpose(-1, -2) if output_final_state else None)
