@@ -21,15 +21,16 @@ from seedbed.sequence_models.mixers._utils import (
     pad_to_chunks,
     segsum,
 )
-from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 
 __all__ = ["chunk_ssd"]
 
 
-def _heads_first(t: torch.Tensor, chunk: int) -> torch.Tensor:
-    """(B, L, H, K) -> (B, H, n, C, K), contiguous: every product below is then one batched
-    matmul over (B, H, n) with no hidden copies."""
-    return pad_to_chunks(t, chunk).movedim(3, 1).contiguous()
+def _heads_first(t: torch.Tensor, chunk: int, heads: int) -> torch.Tensor:
+    """(B, L, G, K) -> (B, H, n, C, K), contiguous, each of the G groups repeated for H/G
+    consecutive heads (G = H for x): every product below is then one batched matmul over
+    (B, H, n) with no hidden copies."""
+    t = pad_to_chunks(t, chunk).movedim(3, 1)  # (B, G, n, C, K)
+    return t.repeat_interleave(heads // t.shape[1], dim=1) if t.shape[1] < heads else t.contiguous()
 
 
 def chunk_ssd(
@@ -48,9 +49,9 @@ def chunk_ssd(
     bsz, length, h, p = x.shape
     c = min(chunk_size, length)
     xf, dtf, A = x.to(dtype), dt.to(dtype), A.to(dtype)
-    X = _heads_first(xf * dtf[..., None], c)  # (B, H, n, C, P)
-    Bh = _heads_first(expand_groups(B.to(dtype), h), c)  # (B, H, n, C, N)
-    Ch = _heads_first(expand_groups(C.to(dtype), h), c)  # (B, H, n, C, N)
+    X = _heads_first(xf * dtf[..., None], c, h)  # (B, H, n, C, P)
+    Bh = _heads_first(B.to(dtype), c, h)  # (B, H, n, C, N)
+    Ch = _heads_first(C.to(dtype), c, h)  # (B, H, n, C, N)
     log_a = pad_to_chunks(dtf * A, c).permute(0, 3, 1, 2)  # (B, H, n, C), <= 0
     n = log_a.shape[2]
     acum = torch.cumsum(log_a, dim=-1)  # (B, H, n, C)
