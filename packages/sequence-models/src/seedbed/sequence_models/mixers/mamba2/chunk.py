@@ -21,6 +21,7 @@ from seedbed.sequence_models.mixers._utils import (
     pad_to_chunks,
     segsum,
 )
+from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 
 __all__ = ["chunk_ssd"]
 
@@ -29,8 +30,7 @@ def _heads_first(t: torch.Tensor, chunk: int, heads: int) -> torch.Tensor:
     """(B, L, G, K) -> (B, H, n, C, K), contiguous, each of the G groups repeated for H/G
     consecutive heads (G = H for x): every product below is then one batched matmul over
     (B, H, n) with no hidden copies."""
-    t = pad_to_chunks(t, chunk).movedim(3, 1)  # (B, G, n, C, K)
-    return t.repeat_interleave(heads // t.shape[1], dim=1) if t.shape[1] < heads else t.contiguous()
+    return expand_groups(pad_to_chunks(t, chunk).movedim(3, 1), heads, dim=1)  # one copy
 
 
 def chunk_ssd(

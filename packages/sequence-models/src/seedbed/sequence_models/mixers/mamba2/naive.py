@@ -19,9 +19,10 @@ from seedbed.sequence_models.mixers._utils import compute_dtype, segsum
 __all__ = ["expand_groups", "naive_ssd"]
 
 
-def expand_groups(t: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """(B, L, G, N) -> (B, L, H, N), each group shared by H/G consecutive heads."""
-    return t.repeat_interleave(n_heads // t.shape[2], dim=2)
+def expand_groups(t: torch.Tensor, n_heads: int, dim: int = 2) -> torch.Tensor:
+    """(B, L, G, N) -> (B, L, H, N), each group shared by H/G consecutive heads; ``dim`` names
+    the group dim for other layouts. Always a new contiguous tensor."""
+    return t.repeat_interleave(n_heads // t.shape[dim], dim=dim)
 
 
 def naive_ssd(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 
 __all__ = ["recurrent_ssd", "ssd_step"]
 
@@ -24,8 +25,7 @@ def ssd_step(
 
     Returns (y (B, H, P), new state)."""
     h = x.shape[1]  # heads; B, C groups are shared by h // G heads each
-    Bh = B.repeat_interleave(h // B.shape[1], dim=1)  # (B, H, N)
-    Ch = C.repeat_interleave(h // C.shape[1], dim=1)
+    Bh, Ch = expand_groups(B, h, dim=1), expand_groups(C, h, dim=1)  # (B, H, N)
     decay = torch.exp(dt * A)[..., None, None]  # (B, H, 1, 1)
     state = decay * state + (dt[..., None] * x)[..., :, None] * Bh[:, :, None, :]
     y = torch.einsum("bhpn,bhn->bhp", state, Ch)
