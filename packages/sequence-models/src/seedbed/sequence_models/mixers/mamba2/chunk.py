@@ -21,6 +21,7 @@ from seedbed.sequence_models.mixers._utils import (
     pad_to_chunks,
     segsum,
 )
+from seedbed.sequence_models.mixers.mamba2._checks import check_ssd_inputs
 from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 
 __all__ = ["chunk_ssd"]
@@ -43,10 +44,22 @@ def chunk_ssd(
     output_final_state: bool = False,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise SSD. Same arguments and results as :func:`naive_ssd`, plus ``chunk_size``."""
+    """Chunkwise SSD. Same arguments and results as :func:`naive_ssd`, plus ``chunk_size``.
+
+    Raises:
+        ValueError, TypeError: shapes, dtypes or devices that do not fit, or a bad chunk size.
+    """
     check_chunk_size(chunk_size)
+    check_ssd_inputs("chunk_ssd", x, dt, A, B, C, initial_state)
     dtype = compute_dtype(x.dtype)
     bsz, length, h, p = x.shape
+    if length == 0:
+        h0 = (
+            torch.zeros(bsz, h, p, B.shape[-1], device=x.device, dtype=dtype)
+            if initial_state is None
+            else initial_state.to(dtype)
+        )
+        return x.new_empty(bsz, 0, h, p), (h0 if output_final_state else None)
     c = min(chunk_size, length)
     xf, dtf, A = x.to(dtype), dt.to(dtype), A.to(dtype)
     X = _heads_first(xf * dtf[..., None], c, h)  # (B, H, n, C, P)
