@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["check_chunk_size", "compute_dtype", "pad_to_chunks", "segsum"]
+__all__ = [
+    "check_chunk_size",
+    "check_floating_on_one_device",
+    "check_shapes",
+    "compute_dtype",
+    "pad_to_chunks",
+    "segsum",
+]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -54,3 +63,25 @@ def segsum(x: torch.Tensor) -> torch.Tensor:
     out = torch.cumsum(xr, dim=-2)  # (..., i, j) = sum_{j < r <= i} x[r]
     lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device))
     return out.masked_fill_(~lower, float("-inf"))  # in place: cumsum's backward needs no output
+
+
+def check_floating_on_one_device(fn: str, args: dict[str, Any]) -> None:
+    """Raise ``TypeError`` unless every value of ``args`` (name -> argument) is a floating
+    tensor, and ``ValueError`` unless all are on the first one's device. ``fn`` names the
+    caller in the message."""
+    first, ref = next(iter(args.items()))
+    for name, t in args.items():
+        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+            raise TypeError(f"{fn}: {name} must be a floating tensor, got {t!r:.60}")
+        if t.device != ref.device:
+            raise ValueError(f"{fn}: {name} is on {t.device}, {first} on {ref.device}")
+
+
+def check_shapes(
+    fn: str, args: Mapping[str, torch.Tensor], want: Mapping[str, tuple[int, ...]]
+) -> None:
+    """Raise ``ValueError`` unless each argument named in both ``args`` and ``want`` has the
+    shape ``want`` gives it. ``fn`` names the caller in the message."""
+    for name, shape in want.items():
+        if name in args and tuple(args[name].shape) != shape:
+            raise ValueError(f"{fn}: {name} must have shape {shape}, got {tuple(args[name].shape)}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from seedbed.sequence_models.mixers._utils import check_floating_on_one_device, check_shapes
+
 __all__ = ["check_scan_inputs"]
 
 
@@ -27,11 +29,7 @@ def check_scan_inputs(
     args = {"u": u, "delta": delta, "A": A, "B": B, "C": C}
     if initial_state is not None:
         args["initial_state"] = initial_state
-    for name, t in args.items():
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{fn}: {name} must be a floating tensor, got {t!r:.60}")
-        if t.device != u.device:
-            raise ValueError(f"{fn}: {name} is on {t.device}, u on {u.device}")
+    check_floating_on_one_device(fn, args)
     if u.ndim != 3:
         raise ValueError(f"{fn}: u must be (B, L, E), got shape {tuple(u.shape)}")
     bsz, length, e = u.shape
@@ -40,6 +38,4 @@ def check_scan_inputs(
     n = A.shape[1]
     want = {"delta": (bsz, length, e), "B": (bsz, length, n), "C": (bsz, length, n),
             "initial_state": (bsz, e, n)}  # fmt: skip
-    for name, shape in want.items():
-        if name in args and tuple(args[name].shape) != shape:
-            raise ValueError(f"{fn}: {name} must have shape {shape}, got {tuple(args[name].shape)}")
+    check_shapes(fn, args, want)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from seedbed.sequence_models.mixers._utils import check_floating_on_one_device, check_shapes
+
 __all__ = ["check_ssd_inputs"]
 
 
@@ -27,11 +29,7 @@ def check_ssd_inputs(
     args = {"x": x, "dt": dt, "A": A, "B": B, "C": C}
     if initial_state is not None:
         args["initial_state"] = initial_state
-    for name, t in args.items():
-        if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{fn}: {name} must be a floating tensor, got {t!r:.60}")
-        if t.device != x.device:
-            raise ValueError(f"{fn}: {name} is on {t.device}, x on {x.device}")
+    check_floating_on_one_device(fn, args)
     if x.ndim != 4:
         raise ValueError(f"{fn}: x must be (B, L, H, P), got shape {tuple(x.shape)}")
     bsz, length, h, p = x.shape
@@ -42,6 +40,4 @@ def check_ssd_inputs(
     n = B.shape[3]
     want = {"dt": (bsz, length, h), "A": (h,), "B": (bsz, length, B.shape[2], n),
             "C": (bsz, length, B.shape[2], n), "initial_state": (bsz, h, p, n)}  # fmt: skip
-    for name, shape in want.items():
-        if name in args and tuple(args[name].shape) != shape:
-            raise ValueError(f"{fn}: {name} must have shape {shape}, got {tuple(args[name].shape)}")
+    check_shapes(fn, args, want)
