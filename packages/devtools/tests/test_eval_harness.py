@@ -89,9 +89,10 @@ def test_reports_written(tmp_path: Path):
 
 def test_strict_exit_code(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setattr(eh, "discover_benchmarks", lambda: SPECS)
-    assert eh.main(["--out", str(tmp_path), "--no-progress"]) == 0
-    assert eh.main(["--out", str(tmp_path), "--no-progress", "--strict"]) == 1
-    assert eh.main(["--out", str(tmp_path), "--no-progress", "--strict", "--only", "pkg_a:ok"]) == 1
+    base = ["--out", str(tmp_path), "--no-progress", "--system-malloc"]  # in-process: no mallopt
+    assert eh.main(base) == 0
+    assert eh.main([*base, "--strict"]) == 1
+    assert eh.main([*base, "--strict", "--only", "pkg_a:ok"]) == 1
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -136,3 +137,15 @@ def test_cli_runs_one_benchmark(tmp_path: Path):
     assert res.returncode == 0, res.stderr
     assert "packages_registering_benchmarks" in res.stdout
     assert (tmp_path / "results.md").exists()
+    allocator = json.loads((tmp_path / "results.json").read_text())["allocator"]
+    assert f"Memory allocator: {allocator}." in (tmp_path / "results.md").read_text()
+    if sys.platform == "linux" and os.confstr("CS_GNU_LIBC_VERSION"):
+        assert "freed memory kept for reuse" in allocator
+
+
+def test_cli_system_malloc_is_reported(tmp_path: Path):
+    res = _cli("--only", "devtools:harness_discovery", "--out", str(tmp_path), "--no-progress",
+               "--system-malloc")  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["allocator"] == "system malloc (--system-malloc)"

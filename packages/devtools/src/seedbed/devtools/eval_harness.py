@@ -33,6 +33,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from seedbed.devtools.malloc import keep_freed_memory
+
 __all__ = [
     "ENTRY_POINT_GROUP",
     "BenchmarkSpec",
@@ -230,7 +232,7 @@ def format_table(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-def _markdown(rows: Sequence[Row], full: bool, charts: Sequence[str]) -> str:
+def _markdown(rows: Sequence[Row], full: bool, charts: Sequence[str], allocator: str | None) -> str:
     head = "| " + " | ".join(_COLUMNS) + " | note |\n|" + "---|" * (len(_COLUMNS) + 1) + "\n"
     body = "".join(
         "| " + " | ".join(c) + f" | {r.note.replace('|', '/')} |\n"
@@ -240,7 +242,10 @@ def _markdown(rows: Sequence[Row], full: bool, charts: Sequence[str]) -> str:
     n_fail = sum(r.status == "fail" for r in rows)
     n_err = sum(r.status == "error" for r in rows)
     md = f"# Seedbed benchmark results ({'full' if full else 'quick'} sizes)\n\n"
-    md += f"{n_pass} passed, {n_fail} failed, {n_err} errors.\n\n" + head + body
+    md += f"{n_pass} passed, {n_fail} failed, {n_err} errors.\n\n"
+    if allocator:
+        md += f"Memory allocator: {allocator}.\n\n"
+    md += head + body
     for c in charts:
         md += f"\n![{c}]({c})\n"
     return md
@@ -305,12 +310,19 @@ def _plot(rows: Sequence[Row], out: Path) -> list[str]:
     return names
 
 
-def write_reports(rows: Sequence[Row], out: Path, *, full: bool = False) -> list[Path]:
-    """Write results.json, results.md and one PNG chart per metric with a series."""
+def write_reports(
+    rows: Sequence[Row], out: Path, *, full: bool = False, allocator: str | None = None
+) -> list[Path]:
+    """Write results.json, results.md and one PNG chart per metric with a series.
+    ``allocator`` describes the process's malloc settings (:func:`keep_freed_memory`)."""
     charts = _plot(rows, out)
-    payload = {"mode": "full" if full else "quick", "rows": [asdict(r) for r in rows]}
+    payload = {
+        "mode": "full" if full else "quick",
+        "allocator": allocator,
+        "rows": [asdict(r) for r in rows],
+    }
     _atomic_write(out / "results.json", json.dumps(payload, indent=2, allow_nan=True))
-    _atomic_write(out / "results.md", _markdown(rows, full, charts))
+    _atomic_write(out / "results.md", _markdown(rows, full, charts, allocator))
     return [out / "results.json", out / "results.md", *(out / c for c in charts)]
 
 
@@ -336,6 +348,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--system-malloc",
+        action="store_true",
+        help="leave glibc's malloc settings as they are (by default freed memory is kept "
+        "for reuse, so that timings do not depend on page faults; see seedbed.devtools.malloc)",
+    )
     return p
 
 
@@ -352,9 +370,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"seedbed-eval: error: {exc}", file=sys.stderr)
         return 2
+    allocator = "system malloc (--system-malloc)" if args.system_malloc else keep_freed_memory()
+    print(f"memory allocator: {allocator}", file=sys.stderr)
     rows = run_benchmarks(specs, full=args.full, progress=not args.no_progress)
     print(format_table(rows))
-    paths = write_reports(rows, args.out, full=args.full)
+    paths = write_reports(rows, args.out, full=args.full, allocator=allocator)
     print(f"\nwrote {', '.join(str(p) for p in paths)}")
     bad = [r for r in rows if r.status in ("fail", "error")]
     return 1 if args.strict and bad else 0
