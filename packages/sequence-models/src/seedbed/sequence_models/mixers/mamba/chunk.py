@@ -82,9 +82,10 @@ class _Chunks:
         self.b, self.c = _steps(B, chunk).contiguous(), _steps(C, chunk).contiguous()
         self.at = A.t().contiguous()
         self.a2 = self.at * _LOG2E
-        # per-step broadcast views, indexed once per step
-        self.d_rows, self.x_rows = self.d[:, :, :, None], self.x[:, :, :, None]  # (C, B, n, 1, E)
-        self.b_cols = self.b[..., None]  # (C, B, n, N, 1)
+        # per-step broadcast views, made once: indexing a tuple costs less than a tensor
+        self.d_rows = self.d[:, :, :, None].unbind(0)  # C x (B, n, 1, E)
+        self.x_rows = self.x[:, :, :, None].unbind(0)  # C x (B, n, 1, E)
+        self.b_cols = self.b[..., None].unbind(0)  # C x (B, n, N, 1)
 
     def decay(self, s: int, out: torch.Tensor) -> torch.Tensor:
         """exp(delta A) of step s of every chunk, written into ``out`` (B, n, N, E)."""
@@ -197,9 +198,10 @@ def _forward(k: _Chunks, h0: torch.Tensor, keep_starts: bool
         h = starts
     y, c_rows = h0.new_empty(steps, bsz * n, 1, e), _rows(k.c)  # y step-major
     hm = h.view(bsz * n, -1, e)  # (B n, N, E)
-    for s in range(steps):  # 3. rerun from the true entering states and read out
+    # 3. rerun from the true entering states and read out
+    for s, c_s, y_s in zip(range(steps), c_rows.unbind(0), y.unbind(0), strict=True):
         k.step(s, h, k.decay(s, a))
-        torch.bmm(c_rows[s], hm, out=y[s])  # y_s = C_s · h_s
+        torch.bmm(c_s, hm, out=y_s)  # y_s = C_s · h_s
     return _unsteps(y.view(steps, bsz, n, e)), last, (starts if keep_starts else None)
 
 
