@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype, pad_to_chunks
+from seedbed.sequence_models.mixers.retnet._checks import check_retention_inputs
 from seedbed.sequence_models.mixers.retnet.naive import retention_log_decay
 
 __all__ = ["chunk_retention"]
@@ -25,12 +26,20 @@ def chunk_retention(
     output_final_state: bool = False,
     chunk_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise retention. Same arguments and results as :func:`naive_retention`, plus
-    ``chunk_size``."""
+    """Chunkwise retention. Same arguments, results and errors as :func:`naive_retention`,
+    plus ``chunk_size`` (a bad one raises ``ValueError``)."""
     check_chunk_size(chunk_size)
+    check_retention_inputs("chunk_retention", q, k, v, initial_state)
     dtype = compute_dtype(q.dtype)
     bsz, length, n_heads, dk = q.shape
     dv = v.shape[-1]
+    if length == 0:
+        s0 = (
+            torch.zeros(bsz, n_heads, dk, dv, device=q.device, dtype=dtype)
+            if initial_state is None
+            else initial_state.to(dtype)
+        )
+        return v.new_empty(bsz, 0, n_heads, dv), (s0 if output_final_state else None)
     scale = dk**-0.5 if scale is None else scale
     c = min(chunk_size, length)
     dev = q.device

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.retnet._checks import check_retention_inputs
 
 __all__ = ["naive_retention", "retention_log_decay"]
 
@@ -42,8 +43,13 @@ def naive_retention(
         output_final_state: also return the state after the last token.
 
     Returns:
-        o: (B, L, H, D_v) in v's dtype; final state (B, H, D_k, D_v) or None.
+        o: (B, L, H, D_v) in v's dtype; final state (B, H, D_k, D_v) or None. At L = 0, an
+        empty o and the initial state (zeros if None).
+
+    Raises:
+        ValueError, TypeError: shapes, dtypes or devices that do not fit.
     """
+    check_retention_inputs("naive_retention", q, k, v, initial_state)
     dtype = compute_dtype(q.dtype)
     _bsz, length, n_heads, dk = q.shape
     scale = dk**-0.5 if scale is None else scale

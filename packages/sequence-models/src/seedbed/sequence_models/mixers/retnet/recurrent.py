@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.retnet._checks import check_retention_inputs
 from seedbed.sequence_models.mixers.retnet.naive import retention_log_decay
 
 __all__ = ["recurrent_retention", "retention_step"]
@@ -38,9 +39,11 @@ def recurrent_retention(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token-by-token retention. Same arguments and results as :func:`naive_retention`."""
+    """Token-by-token retention. Same arguments, results and errors as
+    :func:`naive_retention`."""
+    check_retention_inputs("recurrent_retention", q, k, v, initial_state)
     dtype = compute_dtype(q.dtype)
-    bsz, _length, n_heads, dk = q.shape
+    bsz, length, n_heads, dk = q.shape
     qc, kc, vc = q.to(dtype), k.to(dtype), v.to(dtype)
     state = (
         torch.zeros(bsz, n_heads, dk, v.shape[-1], device=q.device, dtype=dtype)
@@ -51,4 +54,5 @@ def recurrent_retention(
     for q_t, k_t, v_t in zip(qc.unbind(1), kc.unbind(1), vc.unbind(1)):
         o, state = retention_step(q_t, k_t, v_t, state, scale)
         outs.append(o)
-    return torch.stack(outs, dim=1).to(v.dtype), (state if output_final_state else None)
+    o = torch.stack(outs, dim=1) if length else v.new_empty(bsz, 0, n_heads, v.shape[-1])
+    return o.to(v.dtype), (state if output_final_state else None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype, pad_to_chunks
+from seedbed.sequence_models.mixers.rwkv._checks import check_wkv_inputs
 from seedbed.sequence_models.mixers.rwkv.naive import empty_wkv_state
 from seedbed.sequence_models.mixers.rwkv.recurrent import wkv_step
 
@@ -74,21 +75,25 @@ def chunk_wkv(
     output_final_state: bool = False,
     chunk_size: int = 32,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Chunkwise WKV. Same arguments and results as :func:`naive_wkv`, plus ``chunk_size``."""
+    """Chunkwise WKV. Same arguments, results and errors as :func:`naive_wkv`, plus
+    ``chunk_size`` (a bad one raises ``ValueError``)."""
     check_chunk_size(chunk_size)
+    check_wkv_inputs("chunk_wkv", w, u, k, v, initial_state)
     dtype = compute_dtype(k.dtype)
     bsz, length, dim = k.shape
+    initial = (
+        empty_wkv_state(bsz, dim, device=k.device, dtype=dtype)
+        if initial_state is None
+        else initial_state.to(dtype)
+    )
+    if length == 0:
+        return v.new_empty(bsz, 0, dim), (initial if output_final_state else None)
     c = min(chunk_size, length)
     kf, vf, w, u = k.to(dtype), v.to(dtype), w.to(dtype), u.to(dtype)
     kc, vc = pad_to_chunks(kf, c), pad_to_chunks(vf, c)  # (B, n, C, D)
     n = kc.shape[1]
     k_steps = kc.reshape(bsz * n, c, dim).unbind(1)  # C slices of (B * n, D)
     v_steps = vc.reshape(bsz * n, c, dim).unbind(1)
-    initial = (
-        empty_wkv_state(bsz, dim, device=k.device, dtype=dtype)
-        if initial_state is None
-        else initial_state.to(dtype)
-    )
 
     # 1. each chunk's own end state, from the empty state (only chunks 0..n-2 are read)
     state = empty_wkv_state(bsz * n, dim, device=k.device, dtype=dtype)  # (B * n, 3, D)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.rwkv._checks import check_wkv_inputs
 
 __all__ = ["empty_wkv_state", "naive_wkv"]
 
@@ -48,13 +49,20 @@ def naive_wkv(
         output_final_state: also return the state after the last token.
 
     Returns:
-        o: (B, L, D) in k's dtype; final state (B, 3, D) or None.
+        o: (B, L, D) in k's dtype; final state (B, 3, D) or None. At L = 0, an empty o and
+        the initial state (the empty state if None).
+
+    Raises:
+        ValueError, TypeError: shapes, dtypes or devices that do not fit.
     """
+    check_wkv_inputs("naive_wkv", w, u, k, v, initial_state)
     dtype = compute_dtype(k.dtype)
     bsz, length, dim = k.shape
     k, v, w, u = k.to(dtype), v.to(dtype), w.to(dtype), u.to(dtype)
     if initial_state is None:
         initial_state = empty_wkv_state(bsz, dim, device=k.device, dtype=dtype)
+    if length == 0:
+        return v.new_empty(bsz, 0, dim), (initial_state.to(dtype) if output_final_state else None)
     num0, den0, max0 = initial_state.to(dtype).unbind(1)  # (B, D) each
 
     t = torch.arange(length, device=k.device, dtype=dtype)

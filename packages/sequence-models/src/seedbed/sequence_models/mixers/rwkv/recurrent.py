@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.rwkv._checks import check_wkv_inputs
 from seedbed.sequence_models.mixers.rwkv.naive import empty_wkv_state
 
 __all__ = ["recurrent_wkv", "wkv_step"]
@@ -39,9 +40,10 @@ def recurrent_wkv(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token-by-token WKV. Same arguments and results as :func:`naive_wkv`."""
+    """Token-by-token WKV. Same arguments, results and errors as :func:`naive_wkv`."""
+    check_wkv_inputs("recurrent_wkv", w, u, k, v, initial_state)
     dtype = compute_dtype(k.dtype)
-    bsz, _length, dim = k.shape
+    bsz, length, dim = k.shape
     kc, vc, w, u = k.to(dtype), v.to(dtype), w.to(dtype), u.to(dtype)
     state = (
         empty_wkv_state(bsz, dim, device=k.device, dtype=dtype)
@@ -52,4 +54,5 @@ def recurrent_wkv(
     for k_t, v_t in zip(kc.unbind(1), vc.unbind(1)):
         o, state = wkv_step(w, u, k_t, v_t, state)
         outs.append(o)
-    return torch.stack(outs, dim=1).to(v.dtype), (state if output_final_state else None)
+    o = torch.stack(outs, dim=1) if length else v.new_empty(bsz, 0, dim)
+    return o.to(v.dtype), (state if output_final_state else None)
