@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.hyena._checks import check_conv_inputs
 
 __all__ = ["fft_causal_conv"]
 
@@ -21,9 +22,12 @@ def fft_causal_conv(
     bias: torch.Tensor | None = None,
     history: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """FFT causal depthwise convolution. Same arguments and result as
+    """FFT causal depthwise convolution. Same arguments, result and errors as
     :func:`direct_causal_conv`."""
+    check_conv_inputs("fft_causal_conv", u, k, bias, history)
     length = u.shape[-1]
+    if length == 0:
+        return u.new_empty(u.shape)
     dtype = compute_dtype(u.dtype)
     full = u if history is None else torch.cat([history.to(u.dtype), u], dim=-1)  # (B, C, N)
     n = full.shape[-1]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from seedbed.sequence_models.mixers.hyena._checks import check_conv_inputs
+
 __all__ = ["direct_causal_conv"]
 
 
@@ -30,9 +32,16 @@ def direct_causal_conv(
         history: (B, C, T) inputs before u (T may be 0), or None.
 
     Returns:
-        (B, C, L) outputs for the positions of u.
+        (B, C, L) outputs for the positions of u (empty at L = 0).
+
+    Raises:
+        ValueError, TypeError: shapes (a kernel shorter than T + L included), dtypes or
+            devices that do not fit.
     """
+    check_conv_inputs("direct_causal_conv", u, k, bias, history)
     length = u.shape[-1]
+    if length == 0:
+        return u.new_empty(u.shape)
     full = u if history is None else torch.cat([history.to(u.dtype), u], dim=-1)  # (B, C, T+L)
     n = full.shape[-1]
     kk = k[:, :n].to(u.dtype).flip(-1).unsqueeze(1)  # (C, 1, T+L): conv1d cross-correlates

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from seedbed.sequence_models.mixers.hyena._checks import check_conv_inputs
+
 __all__ = ["cached_conv_step", "recurrent_causal_conv"]
 
 
@@ -33,8 +35,11 @@ def recurrent_causal_conv(
     bias: torch.Tensor | None = None,
     history: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Token-by-token causal convolution. Same arguments and result as
+    """Token-by-token causal convolution. Same arguments, result and errors as
     :func:`direct_causal_conv`."""
+    check_conv_inputs("recurrent_causal_conv", u, k, bias, history)
+    if u.shape[-1] == 0:
+        return u.new_empty(u.shape)
     hist = u.new_zeros(u.shape[0], u.shape[1], 0) if history is None else history
     ys = []
     for u_t in u.unbind(-1):
