@@ -65,16 +65,24 @@ def segsum(x: torch.Tensor) -> torch.Tensor:
     return out.masked_fill_(~lower, float("-inf"))  # in place: cumsum's backward needs no output
 
 
-def check_floating_on_one_device(fn: str, args: dict[str, Any]) -> None:
+def check_floating_on_one_device(
+    fn: str, args: Mapping[str, Any], optional: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
     """Raise ``TypeError`` unless every value of ``args`` (name -> argument) is a floating
-    tensor, and ``ValueError`` unless all are on the first one's device. ``fn`` names the
-    caller in the message."""
-    first, ref = next(iter(args.items()))
-    for name, t in args.items():
+    tensor, and ``ValueError`` unless all are on the first one's device. Arguments named in
+    ``optional`` may also be None. ``fn`` names the caller in the message.
+
+    Returns:
+        ``args`` without the optional arguments that are None.
+    """
+    given = {k: t for k, t in args.items() if not (t is None and k in optional)}
+    first, ref = next(iter(given.items()))
+    for name, t in given.items():
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
             raise TypeError(f"{fn}: {name} must be a floating tensor, got {t!r:.60}")
         if t.device != ref.device:
             raise ValueError(f"{fn}: {name} is on {t.device}, {first} on {ref.device}")
+    return given
 
 
 def check_shapes(

@@ -25,12 +25,9 @@ def check_conv_inputs(
         ValueError: a shape does not fit the others, the kernel is too short, or the tensors
             are on several devices.
     """
-    args = {"u": u, "k": k}
-    if bias is not None:
-        args["bias"] = bias
-    if history is not None:
-        args["history"] = history
-    check_floating_on_one_device(fn, args)
+    args = check_floating_on_one_device(
+        fn, {"u": u, "k": k, "bias": bias, "history": history}, optional=("bias", "history")
+    )
     if u.ndim != 3:
         raise ValueError(f"{fn}: u must be (B, C, L), got shape {tuple(u.shape)}")
     bsz, channels, length = u.shape

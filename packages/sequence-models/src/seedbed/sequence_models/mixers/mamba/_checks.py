@@ -26,10 +26,8 @@ def check_scan_inputs(
         TypeError: an argument is not a floating tensor.
         ValueError: a shape does not fit the others, or the tensors are on several devices.
     """
-    args = {"u": u, "delta": delta, "A": A, "B": B, "C": C}
-    if initial_state is not None:
-        args["initial_state"] = initial_state
-    check_floating_on_one_device(fn, args)
+    named = {"u": u, "delta": delta, "A": A, "B": B, "C": C, "initial_state": initial_state}
+    args = check_floating_on_one_device(fn, named, optional=("initial_state",))
     if u.ndim != 3:
         raise ValueError(f"{fn}: u must be (B, L, E), got shape {tuple(u.shape)}")
     bsz, length, e = u.shape

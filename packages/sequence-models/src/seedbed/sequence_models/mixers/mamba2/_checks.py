@@ -26,10 +26,8 @@ def check_ssd_inputs(
         TypeError: an argument is not a floating tensor.
         ValueError: a shape does not fit the others, or the tensors are on several devices.
     """
-    args = {"x": x, "dt": dt, "A": A, "B": B, "C": C}
-    if initial_state is not None:
-        args["initial_state"] = initial_state
-    check_floating_on_one_device(fn, args)
+    named = {"x": x, "dt": dt, "A": A, "B": B, "C": C, "initial_state": initial_state}
+    args = check_floating_on_one_device(fn, named, optional=("initial_state",))
     if x.ndim != 4:
         raise ValueError(f"{fn}: x must be (B, L, H, P), got shape {tuple(x.shape)}")
     bsz, length, h, p = x.shape

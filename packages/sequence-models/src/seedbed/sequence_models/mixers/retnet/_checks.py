@@ -24,10 +24,8 @@ def check_retention_inputs(
         TypeError: an argument is not a floating tensor.
         ValueError: a shape does not fit the others, or the tensors are on several devices.
     """
-    args = {"q": q, "k": k, "v": v}
-    if initial_state is not None:
-        args["initial_state"] = initial_state
-    check_floating_on_one_device(fn, args)
+    named = {"q": q, "k": k, "v": v, "initial_state": initial_state}
+    args = check_floating_on_one_device(fn, named, optional=("initial_state",))
     if q.ndim != 4:
         raise ValueError(f"{fn}: q must be (B, L, H, D_k), got shape {tuple(q.shape)}")
     if v.ndim != 4:

@@ -25,10 +25,8 @@ def check_wkv_inputs(
         TypeError: an argument is not a floating tensor.
         ValueError: a shape does not fit the others, or the tensors are on several devices.
     """
-    args = {"k": k, "v": v, "w": w, "u": u}
-    if initial_state is not None:
-        args["initial_state"] = initial_state
-    check_floating_on_one_device(fn, args)
+    named = {"k": k, "v": v, "w": w, "u": u, "initial_state": initial_state}
+    args = check_floating_on_one_device(fn, named, optional=("initial_state",))
     if k.ndim != 3:
         raise ValueError(f"{fn}: k must be (B, L, D), got shape {tuple(k.shape)}")
     bsz, length, dim = k.shape
