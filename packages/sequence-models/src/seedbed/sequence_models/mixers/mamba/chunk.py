@@ -34,8 +34,8 @@ Speed (CPU): every step is a few in-place elementwise ops on one reused tile, an
 are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its ``exp``).
 Both this form and the recurrent loop must still do one exponential and a few
 multiply-adds per (token, channel, state), twice here (passes 1 and 3), so on one thread
-this form is 8-13x the loop at L = 4096, E = 128, N = 16 (with the machine's state), and
-50-156x on an H100 (by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which
+this form is ~10x the loop at L = 4096, E = 128, N = 16 (9.8-14.9x over nine runs on a
+2-core EPYC VM), and 50-156x on an H100 (by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which
 ``MambaBlock`` runs on CPU tensors, does that work once per element with the state in
 registers.
 """
