@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from seedbed.devtools import malloc
+
 glibc = pytest.mark.skipif(
     sys.platform != "linux" or not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc only"
 )
@@ -57,3 +59,37 @@ def test_description_names_the_thresholds():
     )  # fmt: skip
     assert "mmap threshold 32 MiB" in res.stdout
     assert "trim threshold 1 GiB" in res.stdout
+
+
+class _FakeLibc:
+    """A C library whose ``mallopt`` answers ``result`` (glibc's answers 1 on success)."""
+
+    def __init__(self, result: int) -> None:
+        self.calls: list[tuple[int, int]] = []
+
+        def mallopt(param: int, value: int) -> int:  # a function: ctypes sets argtypes on it
+            self.calls.append((param, value))
+            return result
+
+        def gnu_get_libc_version() -> bytes:
+            return b"2.99"
+
+        self.mallopt, self.gnu_get_libc_version = mallopt, gnu_get_libc_version
+
+
+def test_not_glibc_is_left_as_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Musl:  # no gnu_get_libc_version, as on musl or macOS
+        mallopt = staticmethod(lambda param, value: 0)
+
+    monkeypatch.setattr(malloc.ctypes, "CDLL", lambda name: Musl())
+    assert malloc.keep_freed_memory() == "system malloc (not glibc: left as is)"
+
+
+def test_refused_thresholds_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = _FakeLibc(result=0)
+    monkeypatch.setattr(malloc.ctypes, "CDLL", lambda name: fake)
+    assert (
+        malloc.keep_freed_memory()
+        == "glibc 2.99 malloc (mallopt refused both thresholds: left as is)"
+    )
+    assert fake.calls == [(-3, 32 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
