@@ -1,4 +1,4 @@
-"""Bad input to the whole-sequence mixer ops is a clear error; L = 0 returns the initial
+"""Bad input to the whole-sequence mixer ops (every form of each) is a clear error; L = 0 returns the initial
 state (or an empty output). One table per op family: the arguments of a good call, and the
 cases that replace one of them."""
 
@@ -15,7 +15,14 @@ from seedbed.sequence_models.mixers.hyena import (
     fft_causal_conv,
     recurrent_causal_conv,
 )
-from seedbed.sequence_models.mixers.mamba2 import chunk_ssd
+from seedbed.sequence_models.mixers.mamba import (
+    chunk_selective_scan,
+    fused_scan_available,
+    fused_selective_scan,
+    naive_selective_scan,
+    recurrent_selective_scan,
+)
+from seedbed.sequence_models.mixers.mamba2 import chunk_ssd, naive_ssd, recurrent_ssd
 from seedbed.sequence_models.mixers.retnet import (
     chunk_retention,
     naive_retention,
@@ -43,6 +50,20 @@ def wkv_args(length: int = 8) -> list[Any]:
         torch.randn(2, length, 6),
         torch.randn(2, length, 6),
     ]
+
+
+def scan_args(length: int = 10) -> list[Any]:
+    """u, delta (B=2, L, E=8), A (8, N=3), B, C (2, L, 3)."""
+    return [torch.randn(2, length, 8), torch.rand(2, length, 8), -torch.rand(8, 3),
+            torch.randn(2, length, 3), torch.randn(2, length, 3)]  # fmt: skip
+
+
+SCANS: dict[str, Callable[..., Any]] = {
+    "naive": naive_selective_scan,
+    "chunk": chunk_selective_scan,
+    "recurrent": recurrent_selective_scan,
+    **({"fused": fused_selective_scan} if fused_scan_available() else {}),
+}
 
 
 def ssd_args(length: int = 8) -> list[Any]:
@@ -90,8 +111,30 @@ FAMILIES: dict[
             "int-v": (3, torch.ones(2, 8, 6, dtype=LONG), TypeError, "floating"),
         },
     ),
+    "scan": (
+        SCANS,
+        scan_args,
+        {
+            "u-2d": (0, torch.randn(10, 8), ValueError, r"u must be \(B, L, E\)"),
+            "delta-shorter": (
+                1,
+                torch.rand(2, 9, 8),
+                ValueError,
+                r"delta must have shape \(2, 10, 8\), got \(2, 9, 8\)",
+            ),
+            "A-channels": (2, -torch.rand(4, 3), ValueError, r"A must be \(E=8, N\)"),
+            "B-shorter": (3, torch.randn(2, 9, 3), ValueError, r"B must have shape \(2, 10, 3\)"),
+            "C-states": (4, torch.randn(2, 10, 2), ValueError, r"C must have shape \(2, 10, 3\)"),
+            "int-B": (
+                3,
+                torch.ones(2, 10, 3, dtype=LONG),
+                TypeError,
+                "B must be a floating tensor",
+            ),
+        },
+    ),
     "ssd": (
-        {"chunk": chunk_ssd},
+        {"naive": naive_ssd, "chunk": chunk_ssd, "recurrent": recurrent_ssd},
         ssd_args,
         {
             "x-3d": (0, torch.randn(2, 8, 4), ValueError, "x must be"),
@@ -139,7 +182,8 @@ def test_bad_input_is_a_clear_error(family: str, form: str, case: str) -> None:
 BAD_STATES = [
     *((f, retention_args(), torch.zeros(2, 3, 5, 4)) for f in FAMILIES["retention"][0].values()),
     *((f, wkv_args(), torch.zeros(2, 2, 6)) for f in FAMILIES["wkv"][0].values()),
-    (chunk_ssd, ssd_args(), torch.zeros(2, 4, 3, 6)),
+    *((f, scan_args(), torch.zeros(1, 8, 3)) for f in SCANS.values()),
+    *((f, ssd_args(), torch.zeros(2, 4, 3, 6)) for f in FAMILIES["ssd"][0].values()),
 ]
 
 
@@ -175,12 +219,24 @@ def test_wkv_at_zero_length_returns_the_initial_state(form: str, given: bool) ->
     assert torch.equal(s, s0 if s0 is not None else empty_wkv_state(2, 6))
 
 
-def test_ssd_at_zero_length_returns_the_initial_state() -> None:
-    h0 = torch.randn(2, 4, 3, 5)
-    y, h = chunk_ssd(*ssd_args(0), h0, True)
+@pytest.mark.parametrize("form", SCANS)
+@pytest.mark.parametrize("given", [True, False], ids=["given", "zeros"])
+def test_scan_at_zero_length_returns_the_initial_state(form: str, given: bool) -> None:
+    s0 = torch.randn(2, 8, 3) if given else None
+    y, s = SCANS[form](*scan_args(0), initial_state=s0, output_final_state=True)
+    assert y.shape == (2, 0, 8)
+    assert s is not None
+    assert torch.equal(s, s0 if s0 is not None else torch.zeros(2, 8, 3))
+
+
+@pytest.mark.parametrize("form", FAMILIES["ssd"][0])
+@pytest.mark.parametrize("given", [True, False], ids=["given", "zeros"])
+def test_ssd_at_zero_length_returns_the_initial_state(form: str, given: bool) -> None:
+    h0 = torch.randn(2, 4, 3, 5) if given else None
+    y, h = FAMILIES["ssd"][0][form](*ssd_args(0), initial_state=h0, output_final_state=True)
     assert y.shape == (2, 0, 4, 3)
     assert h is not None
-    assert torch.equal(h, h0)
+    assert torch.equal(h, h0 if h0 is not None else torch.zeros(2, 4, 3, 5))
 
 
 @pytest.mark.parametrize("form", FAMILIES["conv"][0])

@@ -1,7 +1,7 @@
 """The chunked selective scan's custom backward (``mixers/mamba/chunk.py``): ``gradcheck`` on
 uneven chunks, gradients against autograd through the recurrent loop, the final-state-only
-loss, strong decay, and the edge cases L = 0 and low precision (this one for the fused
-kernel too), and bad input (both forms)."""
+loss, strong decay, strided inputs, low precision and a bad chunk size (these two for the
+fused kernel too). Shapes, dtypes and L = 0 of every form: ``tests/mixers/test_input_checks.py``."""
 
 from __future__ import annotations
 
@@ -81,14 +81,6 @@ def test_strong_decay_gradients_stay_finite(scan_case: Callable[..., Any]) -> No
         assert float((t.grad.double() - r.grad).abs().max()) < 1e-5 * scale  # type: ignore[union-attr, operator]
 
 
-def test_empty_sequence_returns_the_initial_state(scan_case: Callable[..., Any]) -> None:
-    u, delta, A, B, C, s0 = scan_case(2, 0, 3, 2, F64)
-    y, h = chunk_selective_scan(u, delta, A, B, C, s0, True)
-    assert y.shape == (2, 0, 3)
-    assert h is not None
-    assert torch.equal(h, s0)
-
-
 @pytest.mark.parametrize("length", [64, 61], ids=lambda v: f"L{v}")
 def test_strided_inputs_match_contiguous(scan_case: Callable[..., Any], length: int) -> None:
     """Inputs sliced out of wider tensors (as a block's projections are), A transposed:
@@ -116,25 +108,11 @@ SCANS = [
 
 
 @pytest.mark.parametrize("scan", SCANS)
-def test_bad_input_is_a_clear_error(
+def test_bad_chunk_size_is_a_clear_error(
     scan_case: Callable[..., Any], scan: Callable[..., Any]
 ) -> None:
-    u, delta, A, B, C, s0 = scan_case(2, 10, 8, 3)
-    name = scan.__name__
-    with pytest.raises(
-        ValueError, match=rf"{name}: delta must have shape \(2, 10, 8\), got \(2, 9, 8\)"
-    ):
-        scan(u, delta[:, :9], A, B, C)
-    with pytest.raises(ValueError, match=r"A must be \(E=8, N\)"):
-        scan(u, delta, A[:4], B, C)
-    with pytest.raises(ValueError, match=r"C must have shape \(2, 10, 3\)"):
-        scan(u, delta, A, B, C[..., :2])
-    with pytest.raises(ValueError, match=r"initial_state must have shape \(2, 8, 3\)"):
-        scan(u, delta, A, B, C, s0[:1])
-    with pytest.raises(ValueError, match=r"u must be \(B, L, E\)"):
-        scan(u[0], delta, A, B, C)
-    with pytest.raises(TypeError, match="B must be a floating tensor"):
-        scan(u, delta, A, B.long(), C)
+    """(Shapes, dtypes and L = 0 of every form: tests/mixers/test_input_checks.py.)"""
+    u, delta, A, B, C, _ = scan_case(2, 10, 8, 3)
     with pytest.raises(ValueError, match="chunk_size must be a positive int"):
         scan(u, delta, A, B, C, chunk_size=0)
 

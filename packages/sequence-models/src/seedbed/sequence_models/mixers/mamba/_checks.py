@@ -1,4 +1,4 @@
-"""Input checks shared by the selective-scan forms that are called directly (chunked, fused)."""
+"""Input checks shared by the whole-sequence selective-scan forms (naive, chunked, recurrent, fused)."""
 
 from __future__ import annotations
 

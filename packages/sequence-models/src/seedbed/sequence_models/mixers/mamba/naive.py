@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype, segsum
+from seedbed.sequence_models.mixers.mamba._checks import check_scan_inputs
 
 __all__ = ["naive_selective_scan"]
 
@@ -38,10 +39,18 @@ def naive_selective_scan(
         output_final_state: also return the state after the last token.
 
     Returns:
-        y: (B, L, E) in u's dtype (no D skip, no gate); final state (B, E, N) or None.
+        y: (B, L, E) in u's dtype (no D skip, no gate); final state (B, E, N) or None. At
+        L = 0, an empty y and the initial state (zeros if None).
+
+    Raises:
+        ValueError, TypeError: shapes, dtypes or devices that do not fit.
     """
+    check_scan_inputs("naive_selective_scan", u, delta, A, B, C, initial_state)
     dtype = compute_dtype(u.dtype)
     uf, df, A, Bf, Cf = u.to(dtype), delta.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype)
+    if u.shape[1] == 0:
+        h0 = initial_state if initial_state is not None else u.new_zeros(u.shape[0], *A.shape)
+        return u.new_empty(u.shape), (h0.to(dtype) if output_final_state else None)
     log_a = (df[..., None] * A).permute(0, 2, 3, 1)  # (B, E, N, L): delta_t A, <= 0
     seg = segsum(log_a)  # (B, E, N, L_t, L_s)
     decay = torch.exp(seg)  # zero above the diagonal

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.mamba._checks import check_scan_inputs
 
 __all__ = ["recurrent_selective_scan", "selective_scan_step"]
 
@@ -37,7 +38,9 @@ def recurrent_selective_scan(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Sequential selective scan. Same arguments and results as :func:`naive_selective_scan`."""
+    """Sequential selective scan. Same arguments, results and errors as
+    :func:`naive_selective_scan`."""
+    check_scan_inputs("recurrent_selective_scan", u, delta, A, B, C, initial_state)
     dtype = compute_dtype(u.dtype)
     uf, df, A, Bf, Cf = u.to(dtype), delta.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype)
     state = (
@@ -49,4 +52,5 @@ def recurrent_selective_scan(
     for u_t, d_t, b_t, c_t in zip(uf.unbind(1), df.unbind(1), Bf.unbind(1), Cf.unbind(1)):
         y, state = selective_scan_step(u_t, d_t, A, b_t, c_t, state)
         ys.append(y)
-    return torch.stack(ys, dim=1).to(u.dtype), (state if output_final_state else None)
+    y = torch.stack(ys, dim=1) if ys else u.new_empty(u.shape)
+    return y.to(u.dtype), (state if output_final_state else None)

@@ -1,4 +1,4 @@
-"""Input checks of the SSD form that is called directly for training (chunked)."""
+"""Input checks shared by the whole-sequence SSD forms (naive, chunked, recurrent)."""
 
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype, segsum
+from seedbed.sequence_models.mixers.mamba2._checks import check_ssd_inputs
 
 __all__ = ["expand_groups", "naive_ssd"]
 
@@ -43,10 +44,20 @@ def naive_ssd(
         output_final_state: also return the state after the last token.
 
     Returns:
-        y: (B, L, H, P) in x's dtype (no D skip); final state (B, H, P, N) or None.
+        y: (B, L, H, P) in x's dtype (no D skip); final state (B, H, P, N) or None. At L = 0,
+        an empty y and the initial state (zeros if None).
+
+    Raises:
+        ValueError, TypeError: shapes, dtypes or devices that do not fit.
     """
+    check_ssd_inputs("naive_ssd", x, dt, A, B, C, initial_state)
     dtype = compute_dtype(x.dtype)
     h = x.shape[2]
+    if x.shape[1] == 0:
+        bsz, _, _, p = x.shape
+        h0 = initial_state if initial_state is not None else x.new_zeros(bsz, h, p, B.shape[-1])
+        return x.new_empty(x.shape), (h0.to(dtype) if output_final_state else None)
+
     xf, dtf, A = x.to(dtype), dt.to(dtype), A.to(dtype)
     Bf, Cf = expand_groups(B.to(dtype), h), expand_groups(C.to(dtype), h)  # (B, L, H, N)
     log_a = (dtf * A).transpose(1, 2)  # (B, H, L), <= 0

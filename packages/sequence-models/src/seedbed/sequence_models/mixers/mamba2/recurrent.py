@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from seedbed.sequence_models.mixers._utils import compute_dtype
+from seedbed.sequence_models.mixers.mamba2._checks import check_ssd_inputs
 from seedbed.sequence_models.mixers.mamba2.naive import expand_groups
 
 __all__ = ["recurrent_ssd", "ssd_step"]
@@ -41,7 +42,8 @@ def recurrent_ssd(
     initial_state: torch.Tensor | None = None,
     output_final_state: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Token-by-token SSD. Same arguments and results as :func:`naive_ssd`."""
+    """Token-by-token SSD. Same arguments, results and errors as :func:`naive_ssd`."""
+    check_ssd_inputs("recurrent_ssd", x, dt, A, B, C, initial_state)
     dtype = compute_dtype(x.dtype)
     bsz, _length, h, p = x.shape
     xf, dtf, A, Bf, Cf = x.to(dtype), dt.to(dtype), A.to(dtype), B.to(dtype), C.to(dtype)
@@ -54,4 +56,5 @@ def recurrent_ssd(
     for x_t, dt_t, b_t, c_t in zip(xf.unbind(1), dtf.unbind(1), Bf.unbind(1), Cf.unbind(1)):
         y, state = ssd_step(x_t, dt_t, A, b_t, c_t, state)
         ys.append(y)
-    return torch.stack(ys, dim=1).to(x.dtype), (state if output_final_state else None)
+    y = torch.stack(ys, dim=1) if ys else x.new_empty(x.shape)
+    return y.to(x.dtype), (state if output_final_state else None)
