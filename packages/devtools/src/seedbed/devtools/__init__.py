@@ -17,6 +17,7 @@ _EXPORTS = {
     "BenchmarkSpec": "eval_harness",
     "discover_benchmarks": "eval_harness",
     "run_benchmarks": "eval_harness",
+    "keep_freed_memory": "malloc",
     # A-1 paper-to-code
     "TranspileError": "paper_to_code",
     "transpile": "paper_to_code",
