@@ -1,17 +1,22 @@
-"""The chunked selective scan's custom backward (``mixers/mamba/chunk.py``): ``gradcheck`` on
-uneven chunks, gradients against autograd through the recurrent loop, the final-state-only
-loss, strong decay, strided inputs, low precision and a bad chunk size (these two for the
-fused kernel too). Shapes, dtypes and L = 0 of every form: ``tests/mixers/test_input_checks.py``."""
+"""The chunked selective scan (``mixers/mamba/chunk.py``): its custom backward (``gradcheck``
+on uneven chunks, gradients against autograd through the recurrent loop, the final-state-only
+loss, strong decay, strided inputs), its CPU tuning (blocks of chunks, the choice of
+exponential, the carry without subnormal numbers), low precision and a bad chunk size (these
+two for the fused kernel too). Shapes, dtypes and L = 0 of every form:
+``tests/mixers/test_input_checks.py``."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from torch.autograd import gradcheck
 
+from seedbed.sequence_models.mixers.mamba import chunk as chunk_mod
 from seedbed.sequence_models.mixers.mamba import (
     chunk_selective_scan,
     fused_scan_available,
@@ -98,6 +103,98 @@ def test_strided_inputs_match_contiguous(scan_case: Callable[..., Any], length: 
         results.append([y, h, *(t.grad for t in leaves)])
     for got, want in zip(*results):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_forward_is_bitwise_the_same_in_any_blocks(
+    scan_case: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward sweeps its chunks block by block (cache-sized on a CPU). Blocks split the
+    B n = 2 x 9 chunks of independent rows, so every block size, ragged ones included, gives
+    the same bits, and the result matches the loop."""
+    args = scan_case(2, 70, 5, 3)
+    outs = []
+    for rows in (1, 4, 7, 18, 100):
+        monkeypatch.setattr(chunk_mod, "_block_rows", lambda k, r=rows: r)
+        outs.append(chunk_selective_scan(*args, True, chunk_size=8))
+    for y, h in outs[1:]:
+        assert torch.equal(y, outs[0][0])
+        assert torch.equal(h, outs[0][1])  # type: ignore[arg-type]
+    y_ref, h_ref = recurrent_selective_scan(*(t.double() for t in args), True)
+    assert rel_err(outs[0][0], y_ref) < 1e-5
+    assert rel_err(outs[0][1], h_ref) < 1e-5  # type: ignore[arg-type]
+
+
+def test_block_size_is_a_quarter_of_l2_per_thread(
+    scan_case: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    u, delta, A, B, C, _ = scan_case(1, 64, 128, 16)
+    k = chunk_mod._Chunks(u, delta, A, B, C, 8)
+    monkeypatch.setattr(chunk_mod, "_cpu_l2_bytes", lambda: 2 << 20)
+    threads = torch.get_num_threads()
+    try:
+        for n_threads, rows in ((1, 64), (2, 128)):
+            torch.set_num_threads(n_threads)
+            assert chunk_mod._block_rows(k) == rows  # 512 KiB of (N, E) fp32 states a thread
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_l2_size_is_read_from_sysfs(tmp_path: Path) -> None:
+    for index, (level, size) in enumerate([("1", "48K"), ("1", "64K"), ("2", "2048K")]):
+        (tmp_path / f"index{index}").mkdir()
+        (tmp_path / f"index{index}" / "level").write_text(level + "\n")
+        (tmp_path / f"index{index}" / "size").write_text(size + "\n")
+    assert chunk_mod._cpu_l2_bytes(tmp_path) == 2 << 20
+    (tmp_path / "index2" / "size").write_text("1M\n")
+    assert chunk_mod._cpu_l2_bytes.__wrapped__(tmp_path) == 1 << 20
+    (tmp_path / "index2" / "size").write_text("odd\n")
+    assert chunk_mod._cpu_l2_bytes.__wrapped__(tmp_path) == 1 << 20  # the default
+    assert chunk_mod._cpu_l2_bytes.__wrapped__(tmp_path / "missing") == 1 << 20
+
+
+def test_exponential_is_the_faster_of_exp_and_exp2() -> None:
+    assert chunk_mod._cpu_exp() in ((torch.exp, 1.0), (torch.exp2, 1 / math.log(2)))
+
+
+@pytest.mark.parametrize("exp", ["exp", "exp2"])
+def test_either_exponential_gives_the_scan(
+    scan_case: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, exp: str
+) -> None:
+    pair = (torch.exp, 1.0) if exp == "exp" else (torch.exp2, 1 / math.log(2))
+    monkeypatch.setattr(chunk_mod, "_cpu_exp", lambda: pair)
+    leaves = [t.requires_grad_() for t in scan_case(2, 63, 8, 4)]
+    y, h = chunk_selective_scan(*leaves, True, chunk_size=8)
+    (y.square().sum() + h.sum()).backward()  # type: ignore[union-attr]
+    ref = [t.detach().double().requires_grad_() for t in leaves]
+    y_ref, h_ref = recurrent_selective_scan(*ref, True)
+    (y_ref.square().sum() + h_ref.sum()).backward()  # type: ignore[union-attr]
+    assert rel_err(y, y_ref) < 1e-5
+    assert rel_err(h, h_ref) < 1e-5  # type: ignore[arg-type]
+    for t, r in zip(leaves, ref, strict=True):
+        assert rel_err(t.grad, r.grad) < 1e-4  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_carry_makes_no_subnormal_numbers(reverse: bool) -> None:
+    """Chunk decays down to e^-40: their running products over a group underflow, which
+    would give subnormal numbers (~30x slower on x86). Below sqrt(tiny) they are set to 0,
+    and the carried values still match a float64 carry chunk by chunk."""
+    g = torch.Generator().manual_seed(0)
+    n = 64  # groups of 6 chunks (with 2 padding chunks)
+    v = torch.randn(2, n, 3, 4, generator=g)
+    decay = torch.exp(-40 * torch.rand(2, n, 3, 4, generator=g))
+    first = torch.randn(2, 3, 4, generator=g)
+    scratch = decay.clone()
+    out, last = chunk_mod._carry(v, scratch, first, reverse=reverse)
+    tiny = torch.finfo(torch.float32).tiny
+    for t in (out, last, scratch):
+        assert not ((t != 0) & (t.abs() < tiny)).any()
+    w, ref = first.double(), torch.empty_like(v, dtype=torch.float64)
+    for j in reversed(range(n)) if reverse else range(n):
+        ref[:, j] = w
+        w = v[:, j].double() + decay[:, j].double() * w
+    torch.testing.assert_close(out.double(), ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(last.double(), w, rtol=1e-6, atol=1e-6)
 
 
 SCANS = [

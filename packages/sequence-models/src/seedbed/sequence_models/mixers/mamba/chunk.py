@@ -42,8 +42,12 @@ registers.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -55,6 +59,41 @@ from seedbed.sequence_models.mixers.mamba._checks import check_scan_inputs
 __all__ = ["chunk_selective_scan"]
 
 _LOG2E = 1.0 / math.log(2.0)
+
+Exp = Callable[..., torch.Tensor]
+
+
+@functools.cache
+def _cpu_exp() -> tuple[Exp, float]:
+    """``(torch.exp, 1)`` or ``(torch.exp2, log2 e)``: whichever exponential is faster on this
+    CPU, timed once per process on a 256 KiB tile, with the scale that turns ``delta A`` into
+    its argument. ``torch.exp`` runs MKL's vector exp, which is ~1.5x Sleef's ``exp2`` on Intel
+    CPUs but ~3x slower than it on AMD ones (measured); exp2 is kept unless exp is 1.2x faster.
+    The two differ by rounding only (a few ulp per decay)."""
+    with torch.no_grad():
+        t = torch.linspace(-20.0, 0.0, 1 << 16)
+        out = torch.empty_like(t)
+        best = {torch.exp: math.inf, torch.exp2: math.inf}
+        for _ in range(7):  # interleaved, so that a change of clock speed hits both
+            for fn in best:
+                t0 = time.perf_counter()
+                fn(t, out=out)
+                best[fn] = min(best[fn], time.perf_counter() - t0)
+    return (torch.exp, 1.0) if 1.2 * best[torch.exp] < best[torch.exp2] else (torch.exp2, _LOG2E)
+
+
+@functools.cache
+def _cpu_l2_bytes(sysfs: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> int:
+    """Per-core L2 cache size, read from Linux's sysfs; 1 MiB where it cannot be read."""
+    try:
+        for index in sorted(sysfs.glob("index*")):
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                unit = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * unit
+    except (OSError, ValueError):
+        pass
+    return 1 << 20
 
 
 def _steps(x: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -70,7 +109,9 @@ class _Chunks:
     Attributes:
         d, x: (C, B, n, E) delta and x = delta * u of step s of every chunk, contiguous.
         b, c: (C, B, n, N) B and C of step s of every chunk, contiguous.
-        at: (N, E) A^T; a2 = at * log2(e), so that exp(delta A) = exp2(delta a2).
+        at: (N, E) A^T.
+        exp, a_exp: exp(delta A) = exp(delta * a_exp), where ``exp`` is torch.exp or
+            torch.exp2 (:func:`_cpu_exp`) and a_exp is A^T scaled to match.
     """
 
     def __init__(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -81,19 +122,30 @@ class _Chunks:
         # read-out bmm measured ~1.45x slower (one thread, L = 4096, E = 128, N = 16)
         self.b, self.c = _steps(B, chunk).contiguous(), _steps(C, chunk).contiguous()
         self.at = A.t().contiguous()
-        self.a2 = self.at * _LOG2E
+        exp_scale: tuple[Exp, float] = _cpu_exp() if u.device.type == "cpu" else (torch.exp, 1.0)
+        self.exp = exp_scale[0]
+        self.a_exp = self.at * exp_scale[1]
         # per-step broadcast views, made once: indexing a tuple costs less than a tensor
         self.d_rows = self.d[:, :, :, None].unbind(0)  # C x (B, n, 1, E)
         self.x_rows = self.x[:, :, :, None].unbind(0)  # C x (B, n, 1, E)
         self.b_cols = self.b[..., None].unbind(0)  # C x (B, n, N, 1)
 
+    def blocks(self, rows: int) -> list[tuple[tuple[torch.Tensor, ...], ...]]:
+        """The per-step views of each block of ``rows`` chunks (of the B n): for each block,
+        C-tuples of d (R, 1, E), x (R, 1, E), B (R, N, 1) and C (R, 1, N) rows."""
+        steps, bsz, n, e = self.d.shape
+        flat = (self.d.view(steps, bsz * n, 1, e), self.x.view(steps, bsz * n, 1, e),
+                self.b.view(steps, bsz * n, -1, 1), self.c.view(steps, bsz * n, 1, -1))  # fmt: skip
+        return [tuple(t.unbind(0) for t in parts)
+                for parts in zip(*(t.split(rows, 1) for t in flat), strict=True)]  # fmt: skip
+
     def decay(self, s: int, out: torch.Tensor) -> torch.Tensor:
         """exp(delta A) of step s of every chunk, written into ``out`` (B, n, N, E)."""
-        return torch.exp2(torch.mul(self.d_rows[s], self.a2, out=out), out=out)
+        return self.exp(torch.mul(self.d_rows[s], self.a_exp, out=out), out=out)
 
     def chunk_decay(self, out: torch.Tensor) -> torch.Tensor:
         """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, N, E)."""
-        return torch.exp2(torch.mul(self.d.sum(0)[:, :, None], self.a2, out=out), out=out)
+        return self.exp(torch.mul(self.d.sum(0)[:, :, None], self.a_exp, out=out), out=out)
 
     def add_input(self, s: int, h: torch.Tensor) -> torch.Tensor:
         """h <- h + x_s B_s, in place. h: (B, n, N, E)."""
@@ -102,6 +154,19 @@ class _Chunks:
     def step(self, s: int, h: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """h <- a ⊙ h + x_s B_s, in place. h, a: (B, n, N, E)."""
         return self.add_input(s, h.mul_(a))
+
+
+def _block_rows(k: _Chunks) -> int:
+    """Chunks per block of the forward's two sweeps. On a CPU, a block's state tile is a
+    quarter of the L2 cache per intra-op thread, so that each thread's share of the state
+    and decay tiles stays in its L2 across the block's C steps (at L = 4096, E = 128,
+    N = 16 on an Intel VM with 2 MiB of L2: 10.9 against 12.6 ms for whole tiles on one
+    thread; BENCHMARKS.md). Elsewhere one block holds every chunk."""
+    _, bsz, n, e = k.d.shape
+    if k.d.device.type != "cpu":
+        return bsz * n
+    tile_row = k.b.shape[-1] * e * k.d.element_size()  # bytes of one chunk's (N, E) state
+    return max(1, torch.get_num_threads() * _cpu_l2_bytes() // 4 // tile_row)
 
 
 def _rows(t: torch.Tensor, view: bool = False) -> torch.Tensor:
@@ -128,6 +193,12 @@ def _carry(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
     ``reverse``), then ``w <- v_j + decay_j ⊙ w`` after each; and the value after the last
     chunk (B, N, E). ``decay`` is used as scratch: its contents are lost.
 
+    Decays, and their running products, below sqrt(tiny) of the dtype (1.1e-19 in fp32) are
+    set to 0. Their products with values of ordinary size are then never subnormal numbers,
+    which x86 CPUs process ~30x slower than normal ones (a product of chunk decays over a
+    group reaches them whenever A sum delta < -88; measured: the carry took 1.9 against
+    0.4 ms at L = 4096). What is dropped is a contribution 1e-19 times the carried value.
+
     Two levels, so that ~2 sqrt(2 n) small ops run one after another instead of n:
 
     1. within groups of G consecutive chunks, all groups at once, the value carried from
@@ -137,6 +208,8 @@ def _carry(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
     3. each group's entering value, decayed, added to all its chunks in one op.
     """
     bsz, n = v.shape[:2]
+    tiny = math.sqrt(torch.finfo(v.dtype).tiny)
+    torch.threshold_(decay, tiny, 0.0)
     size = _group_size(n)
     groups = -(-n // size)
     pad = groups * size - n
@@ -152,10 +225,11 @@ def _carry(v: torch.Tensor, decay: torch.Tensor, first: torch.Tensor,
     for pos, (i, nxt) in enumerate(itertools.pairwise(order)):  # 1.
         torch.addcmul(vg[i], dg[i], og[i], out=og[nxt])
         if pos:
-            dg[i].mul_(dg[order[pos - 1]])  # the decay from the group's start through i
+            # the decay from the group's start through i
+            torch.threshold_(dg[i].mul_(dg[order[pos - 1]]), tiny, 0.0)
     ends = torch.addcmul(vg[order[-1]], dg[order[-1]], og[order[-1]])  # (B, groups, N, E)
     if size > 1:
-        dg[order[-1]].mul_(dg[order[-2]])  # each group's total decay
+        torch.threshold_(dg[order[-1]].mul_(dg[order[-2]]), tiny, 0.0)  # each group's total decay
     # dg[order[k]] now holds the decay from the group's start to the start of order[k + 1]
     enter = torch.empty_like(ends)  # 2.
     e_list, t_list, w_list = ends.unbind(1), dg[order[-1]].unbind(1), enter.unbind(1)
@@ -182,26 +256,41 @@ def _unsteps(t: torch.Tensor) -> torch.Tensor:
     return t.permute(1, 2, 0, 3).reshape(bsz, n * steps, k)
 
 
+def _sweep(k: _Chunks, block: tuple[tuple[torch.Tensor, ...], ...], h: torch.Tensor,
+           a: torch.Tensor, y: tuple[torch.Tensor, ...] | None = None) -> None:  # fmt: skip
+    """Run one block's chunks through their C steps, in place: h <- exp(delta_s A) ⊙ h
+    + x_s B_s, and with ``y`` also read out y[s] = C_s · h. Without ``y``, h starts from
+    zero (its contents are ignored). h, a (scratch): (R, N, E); y: C x (R, 1, E)."""
+    d, x, b, c = block
+    if y is None:
+        torch.mul(x[0], b[0], out=h)  # h_0 = x_0 B_0
+    for s in range(0 if y is not None else 1, len(d)):
+        h.mul_(k.exp(torch.mul(d[s], k.a_exp, out=a), out=a)).addcmul_(x[s], b[s])
+        if y is not None:
+            torch.bmm(c[s], h, out=y[s])
+
+
 def _forward(k: _Chunks, h0: torch.Tensor, keep_starts: bool
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
     """h0: (B, N, E). Returns y (B, n C, E), the final state (B, N, E) and, with
     ``keep_starts``, the states entering each chunk (B, n, N, E)."""
     steps, bsz, n, e = k.d.shape
-    a = h0.new_empty(bsz, n, h0.shape[1], e)  # (B, n, N, E), reused by every step
-    h = torch.mul(k.x_rows[0], k.b_cols[0])  # 1. chunk end states from zero: h_0 = x_0 B_0
-    for s in range(1, steps):
-        k.step(s, h, k.decay(s, a))
-    starts, last = _carry(h, k.chunk_decay(a), h0)  # 2. the states entering the chunks
+    rows = _block_rows(k)
+    blocks = k.blocks(rows)
+    h = h0.new_empty(bsz, n, h0.shape[1], e)  # 1. chunk end states from zero
+    a = h0.new_empty(min(rows, bsz * n), h0.shape[1], e)  # decay scratch, reused by every step
+    for block, hb in zip(blocks, h.view(bsz * n, -1, e).split(rows), strict=True):
+        _sweep(k, block, hb, a[: len(hb)])
+    starts, last = _carry(h, k.chunk_decay(torch.empty_like(h)), h0)  # 2. the entering states
     if keep_starts:
         h.copy_(starts)
     else:
         h = starts
-    y, c_rows = h0.new_empty(steps, bsz * n, 1, e), _rows(k.c)  # y step-major
-    hm = h.view(bsz * n, -1, e)  # (B n, N, E)
+    y = h0.new_empty(steps, bsz * n, 1, e)  # step-major
     # 3. rerun from the true entering states and read out
-    for s, c_s, y_s in zip(range(steps), c_rows.unbind(0), y.unbind(0), strict=True):
-        k.step(s, h, k.decay(s, a))
-        torch.bmm(c_s, hm, out=y_s)  # y_s = C_s · h_s
+    for block, hb, yb in zip(blocks, h.view(bsz * n, -1, e).split(rows), y.split(rows, 1),
+                             strict=True):  # fmt: skip
+        _sweep(k, block, hb, a[: len(hb)], yb.unbind(0))
     return _unsteps(y.view(steps, bsz, n, e)), last, (starts if keep_starts else None)
 
 
