@@ -40,3 +40,40 @@ def test_timed_ratio_orders_work():
 
     _, _, speedup = timed_ratio(slow, fast, repeats=3)
     assert speedup > 1.0
+
+
+def test_timed_ratio_warms_each_callable_right_before_its_timed_call():
+    calls: list[str] = []
+    timed_ratio(lambda: calls.append("b"), lambda: calls.append("c"), repeats=2, warmup=1)
+    assert calls == ["b", "b", "c", "c"] * 2
+    calls.clear()
+    timed_ratio(lambda: calls.append("b"), lambda: calls.append("c"), repeats=2, warmup=0)
+    assert calls == ["b", "c"] * 2
+
+
+def test_garbage_collector_is_off_while_timing_and_restored():
+    import gc
+
+    seen: list[bool] = []
+    assert gc.isenabled()
+    time_call(lambda: seen.append(gc.isenabled()), repeats=2, warmup=0)
+    timed_ratio(lambda: seen.append(gc.isenabled()), lambda: None, repeats=2, warmup=0)
+    assert seen == [False] * 4
+    assert gc.isenabled()
+
+    def boom() -> None:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        timed_ratio(boom, lambda: None, repeats=1, warmup=0)
+    assert gc.isenabled()
+
+
+@pytest.mark.parametrize("kw", [{"repeats": 0}, {"warmup": -1}], ids=["repeats0", "warmup-1"])
+def test_timing_counts_are_checked(kw: dict[str, int]) -> None:
+    for fn in (
+        lambda: time_call(lambda: None, **kw),
+        lambda: timed_ratio(lambda: None, lambda: None, **kw),
+    ):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            fn()

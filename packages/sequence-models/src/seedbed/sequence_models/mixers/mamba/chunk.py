@@ -125,10 +125,20 @@ class _Chunks:
         exp_scale: tuple[Exp, float] = _cpu_exp() if u.device.type == "cpu" else (torch.exp, 1.0)
         self.exp = exp_scale[0]
         self.a_exp = self.at * exp_scale[1]
-        # per-step broadcast views, made once: indexing a tuple costs less than a tensor
-        self.d_rows = self.d[:, :, :, None].unbind(0)  # C x (B, n, 1, E)
-        self.x_rows = self.x[:, :, :, None].unbind(0)  # C x (B, n, 1, E)
-        self.b_cols = self.b[..., None].unbind(0)  # C x (B, n, N, 1)
+
+    # per-step broadcast views of whole tiles (the backward's), made once on first use:
+    # indexing a tuple costs less than indexing a tensor
+    @functools.cached_property
+    def d_rows(self) -> tuple[torch.Tensor, ...]:  # C x (B, n, 1, E)
+        return self.d[:, :, :, None].unbind(0)
+
+    @functools.cached_property
+    def x_rows(self) -> tuple[torch.Tensor, ...]:  # C x (B, n, 1, E)
+        return self.x[:, :, :, None].unbind(0)
+
+    @functools.cached_property
+    def b_cols(self) -> tuple[torch.Tensor, ...]:  # C x (B, n, N, 1)
+        return self.b[..., None].unbind(0)
 
     def blocks(self, rows: int) -> list[tuple[tuple[torch.Tensor, ...], ...]]:
         """The per-step views of each block of ``rows`` chunks (of the B n): for each block,
