@@ -30,14 +30,17 @@ reciprocals, as the ``exp(-cumsum)`` trick would need), so strong decay underflo
 instead of overflowing. Chunk sizes need not divide L: the tail is padded with ``delta = 0``
 (decay 1, no input), which leaves the state and the adjoint unchanged.
 
-Speed (CPU): every step is a few in-place elementwise ops on one reused tile, and decays
-are computed as ``exp2(delta (A log2 e))`` (PyTorch's CPU ``exp2`` is ~3x its ``exp``).
-Both this form and the recurrent loop must still do one exponential and a few
-multiply-adds per (token, channel, state), twice here (passes 1 and 3), so on one thread
-this form is ~10x the loop at L = 4096, E = 128, N = 16 (9.8-14.9x over nine runs on a
-2-core EPYC VM), and 50-156x on an H100 (by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which
-``MambaBlock`` runs on CPU tensors, does that work once per element with the state in
-registers.
+Speed (CPU): every step is a few in-place elementwise ops on reused tiles, and passes 1
+and 3 sweep the chunks in blocks whose state tile is a quarter of the L2 cache, so that the
+state and decay tiles stay there through a block's C steps. Decays use ``torch.exp`` or
+``torch.exp2``, whichever is faster on the CPU at hand (MKL's ``exp`` on Intel, Sleef's
+``exp2`` on AMD: :func:`_cpu_exp`), and the carry across chunks flushes decays too small to
+matter to 0 rather than compute with subnormal numbers. Both this form and the recurrent
+loop still do one exponential and a few multiply-adds per (token, channel, state), twice
+here (passes 1 and 3), so on one thread this form is ~10x the loop at L = 4096, E = 128,
+N = 16 (10.4-10.5x on a 2-core Intel VM, ~19x on its two threads), and 50-156x on an H100
+(by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which ``MambaBlock`` runs
+on CPU tensors, does that work once per element with the state in registers.
 """
 
 from __future__ import annotations
