@@ -178,6 +178,31 @@ def test_either_exponential_gives_the_scan(
         assert rel_err(t.grad, r.grad) < 1e-4  # type: ignore[arg-type]
 
 
+def test_exponents_are_floored_only_at_steps_that_need_it(
+    scan_case: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One token's delta of 50 gives exponents down to -400, whose exp is 0 or subnormal
+    (100x slower in MKL's exp, and in products after it). Only that step of that block of
+    chunks is clamped at log(sqrt(tiny)); the outputs match the loop in float64 and the
+    same scan with no clamping."""
+    u, delta, A, B, C, h0 = scan_case(2, 40, 6, 3)  # 2 x 5 chunks of 8; A in (-8, 0)
+    delta = delta.clone()
+    delta[1, 17] = 50.0  # batch 1, chunk 2, step 1: row 1 * 5 + 2 = 7 of the 10
+    k = chunk_mod._Chunks(u, delta, A, B, C, 8)
+    assert [blk.low for blk in k.blocks(4)] == [
+        (False,) * 8, (False, True) + (False,) * 6, (False,) * 8]  # fmt: skip
+    mild = chunk_mod._Chunks(u, delta.clamp(max=3.0), A, B, C, 8)
+    assert [blk.low for blk in mild.blocks(4)] == [(False,) * 8] * 3
+    y, h = chunk_selective_scan(u, delta, A, B, C, h0, True, chunk_size=8)
+    y_ref, h_ref = recurrent_selective_scan(*(t.double() for t in (u, delta, A, B, C, h0)), True)
+    assert rel_err(y, y_ref) < 1e-5
+    assert rel_err(h, h_ref) < 1e-5  # type: ignore[arg-type]
+    never = lambda self, rows: [(False,) * 8] * -(-10 // rows)  # noqa: E731
+    monkeypatch.setattr(chunk_mod._Chunks, "low_steps", never)
+    y_plain, _ = chunk_selective_scan(u, delta, A, B, C, h0, True, chunk_size=8)
+    torch.testing.assert_close(y, y_plain, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_carry_makes_no_subnormal_numbers(reverse: bool) -> None:
     """Chunk decays down to e^-40: their running products over a group underflow, which

@@ -51,7 +51,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.autograd.function import once_differentiable
@@ -110,6 +110,16 @@ def _steps(x: torch.Tensor, chunk: int) -> torch.Tensor:
     return pad_to_chunks(x, chunk).permute(2, 0, 1, 3)
 
 
+class _Block(NamedTuple):
+    """Per-step views of one block of R chunks (of the B n): C of each."""
+
+    d: tuple[torch.Tensor, ...]  # delta rows (R, 1, E)
+    x: tuple[torch.Tensor, ...]  # x = delta u rows (R, 1, E)
+    b: tuple[torch.Tensor, ...]  # B columns (R, N, 1)
+    c: tuple[torch.Tensor, ...]  # C rows (R, 1, N)
+    low: tuple[bool, ...]  # whether the step has an exponent below the floor here
+
+
 class _Chunks:
     """The scan's inputs, step-major, for (B, n, N, E) tiles (channels innermost: the
     broadcast ops and the read-out matmuls run on rows of E).
@@ -131,9 +141,18 @@ class _Chunks:
         self.b, self.c = _steps(B, chunk).contiguous(), _steps(C, chunk).contiguous()
         self.at = A.t().contiguous()
         # exp2 elsewhere: the form measured on an H100 (memory-bound there either way)
-        exp_scale = _cpu_exp() if u.device.type == "cpu" else (torch.exp2, _LOG2E)
-        self.exp = exp_scale[0]
-        self.a_exp = self.at * exp_scale[1]
+        cpu = u.device.type == "cpu"
+        exp_scale: tuple[Exp, float] = _cpu_exp() if cpu else (torch.exp2, _LOG2E)
+        self.exp, scale = exp_scale
+        self.a_exp = self.at * scale
+        # On a CPU, exponents are floored at log(sqrt(tiny)): below about -87 (in exp's
+        # units) exp gives subnormal numbers or 0, and MKL's exp took 1.8-4.4 ms for 131K
+        # such values against 19 us for ordinary ones (Sleef's exp2 0.11-0.42 ms); products
+        # with subnormal decays are slow too. A decay of 1.1e-19 (fp32) in place of a
+        # smaller one changes the state by 1e-19 of its previous value.
+        self.floor = (
+            math.log(math.sqrt(torch.finfo(self.d.dtype).tiny)) * scale if cpu else -math.inf
+        )
 
     # per-step broadcast views of whole tiles (the backward's), made once on first use:
     # indexing a tuple costs less than indexing a tensor
@@ -149,22 +168,64 @@ class _Chunks:
     def b_cols(self) -> tuple[torch.Tensor, ...]:  # C x (B, n, N, 1)
         return self.b[..., None].unbind(0)
 
-    def blocks(self, rows: int) -> list[tuple[tuple[torch.Tensor, ...], ...]]:
-        """The per-step views of each block of ``rows`` chunks (of the B n): for each block,
-        C-tuples of d (R, 1, E), x (R, 1, E), B (R, N, 1) and C (R, 1, N) rows."""
+    @functools.cached_property
+    def sums(self) -> torch.Tensor:
+        """(B, n, E) each chunk's sum of delta."""
+        return self.d.sum(0)
+
+    def _may_be_below(self, floor: float) -> bool:
+        """Whether some chunk's total exponent A sum_t delta_t may be below ``floor``: its
+        lowest is, over channels e, the chunk's delta sum times e's most negative A. If a
+        chunk's is not below, neither is any of its steps' (with delta >= 0 and A <= 0, as
+        decays have; other signs may leave an exponent unclamped, which costs speed only)."""
+        if floor == -math.inf:
+            return False
+        return float(torch.mul(self.sums, self.a_exp.amin(0)).amin()) < floor
+
+    def low_steps(self, rows: int) -> list[tuple[bool, ...]]:
+        """For each block of ``rows`` chunks, whether a step may have an exponent delta A
+        below the floor, so that :func:`_sweep` clamps only there: the bound is the step's
+        largest delta in the block times the most negative A. All False off a CPU, or where
+        no chunk's total exponent is below the floor (the usual case)."""
+        steps, bsz, n, e = self.d.shape
+        if not self._may_be_below(self.floor):
+            return [(False,) * steps] * -(-bsz * n // rows)
+        lowest = self.d.view(steps, bsz * n, e).amax(-1) * float(self.a_exp.amin())  # (C, B n)
+        return [tuple((t.amin(1) < self.floor).tolist()) for t in lowest.split(rows, 1)]
+
+    @functools.cached_property
+    def low_whole(self) -> tuple[bool, ...]:
+        """:meth:`low_steps` for whole (B, n, N, E) tiles (the backward's)."""
+        return self.low_steps(self.d.shape[1] * self.d.shape[2])[0]
+
+    def blocks(self, rows: int) -> list[_Block]:
+        """The per-step views of each block of ``rows`` chunks (of the B n)."""
         steps, bsz, n, e = self.d.shape
         flat = (self.d.view(steps, bsz * n, 1, e), self.x.view(steps, bsz * n, 1, e),
                 self.b.view(steps, bsz * n, -1, 1), self.c.view(steps, bsz * n, 1, -1))  # fmt: skip
-        return [tuple(t.unbind(0) for t in parts)
-                for parts in zip(*(t.split(rows, 1) for t in flat), strict=True)]  # fmt: skip
+        parts = zip(*(t.split(rows, 1) for t in flat), self.low_steps(rows), strict=True)
+        return [_Block(d.unbind(0), x.unbind(0), b.unbind(0), c.unbind(0), low)
+                for d, x, b, c, low in parts]  # fmt: skip
+
+    def exponent(self, d: torch.Tensor, low: bool, out: torch.Tensor) -> torch.Tensor:
+        """exp(delta A) for delta rows ``d`` (..., 1, E), written into ``out`` (..., N, E);
+        ``low``: some exponent may be below the floor (clamped to it)."""
+        torch.mul(d, self.a_exp, out=out)
+        return self.exp(out.clamp_(min=self.floor) if low else out, out=out)
 
     def decay(self, s: int, out: torch.Tensor) -> torch.Tensor:
         """exp(delta A) of step s of every chunk, written into ``out`` (B, n, N, E)."""
-        return self.exp(torch.mul(self.d_rows[s], self.a_exp, out=out), out=out)
+        return self.exponent(self.d_rows[s], self.low_whole[s], out)
 
     def chunk_decay(self, out: torch.Tensor) -> torch.Tensor:
         """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, N, E)."""
-        return self.exp(torch.mul(self.d.sum(0)[:, :, None], self.a_exp, out=out), out=out)
+        # floored lower than the steps, at 1.5x their floor (1.5e-29 in fp32): the carry
+        # sets decays below sqrt(tiny) to 0, so these need only stay well inside the normal
+        # numbers (MKL's exp was slow again at exactly log(tiny))
+        floor = 1.5 * self.floor
+        low = self._may_be_below(floor)
+        torch.mul(self.sums[:, :, None], self.a_exp, out=out)
+        return self.exp(out.clamp_(min=floor) if low else out, out=out)
 
     def add_input(self, s: int, h: torch.Tensor) -> torch.Tensor:
         """h <- h + x_s B_s, in place. h: (B, n, N, E)."""
@@ -284,16 +345,20 @@ def _unsteps(t: torch.Tensor) -> torch.Tensor:
     return t.permute(1, 2, 0, 3).reshape(bsz, n * steps, k)
 
 
-def _sweep(k: _Chunks, block: tuple[tuple[torch.Tensor, ...], ...], h: torch.Tensor,
-           a: torch.Tensor, y: tuple[torch.Tensor, ...] | None = None) -> None:  # fmt: skip
+def _sweep(k: _Chunks, block: _Block, h: torch.Tensor, a: torch.Tensor,
+           y: tuple[torch.Tensor, ...] | None = None) -> None:  # fmt: skip
     """Run one block's chunks through their C steps, in place: h <- exp(delta_s A) ⊙ h
     + x_s B_s, and with ``y`` also read out y[s] = C_s · h. Without ``y``, h starts from
     zero (its contents are ignored). h, a (scratch): (R, N, E); y: C x (R, 1, E)."""
-    d, x, b, c = block
+    d, x, b, c, low = block
+    exp, a_exp, floor = k.exp, k.a_exp, k.floor
     if y is None:
         torch.mul(x[0], b[0], out=h)  # h_0 = x_0 B_0
     for s in range(0 if y is not None else 1, len(d)):
-        h.mul_(k.exp(torch.mul(d[s], k.a_exp, out=a), out=a)).addcmul_(x[s], b[s])
+        torch.mul(d[s], a_exp, out=a)  # the exponents delta_s A
+        if low[s]:
+            a.clamp_(min=floor)
+        h.mul_(exp(a, out=a)).addcmul_(x[s], b[s])
         if y is not None:
             torch.bmm(c[s], h, out=y[s])
 
