@@ -14,6 +14,7 @@ __all__ = [
     "check_floating_on_one_device",
     "check_shapes",
     "compute_dtype",
+    "decay_exp",
     "pad_to_chunks",
     "segsum",
 ]
@@ -63,6 +64,22 @@ def segsum(x: torch.Tensor) -> torch.Tensor:
     out = torch.cumsum(xr, dim=-2)  # (..., i, j) = sum_{j < r <= i} x[r]
     lower = torch.tril(torch.ones(t, t, dtype=torch.bool, device=x.device))
     return out.masked_fill_(~lower, float("-inf"))  # in place: cumsum's backward needs no output
+
+
+def decay_exp(log_decay: torch.Tensor) -> torch.Tensor:
+    """``exp`` of log-decays (<= 0; -inf allowed), where on a CPU every exponent below
+    log(sqrt(tiny)) of the dtype (-43.7 in fp32) gives exactly 0.
+
+    On a CPU, PyTorch's ``exp`` (MKL's where PyTorch has it) is slow on the very negative:
+    0.46 ms for 131K -inf and 1.3-4.4 ms for 131K values below -87, whose results are 0 or
+    subnormal, against 19 us for ordinary values (one thread, Intel VM); products with
+    subnormal results are slow again. Dropped decays are below 1.1e-19 (fp32). Elsewhere a
+    plain ``exp``. Differentiable (the gradient is 0 where the decay is set to 0).
+    """
+    if log_decay.device.type != "cpu":
+        return torch.exp(log_decay)
+    floor = math.log(math.sqrt(torch.finfo(log_decay.dtype).tiny))
+    return torch.exp(log_decay.clamp(min=floor)) * (log_decay >= floor)
 
 
 def check_floating_on_one_device(

@@ -18,6 +18,7 @@ import torch
 from seedbed.sequence_models.mixers._utils import (
     check_chunk_size,
     compute_dtype,
+    decay_exp,
     pad_to_chunks,
     segsum,
 )
@@ -70,7 +71,7 @@ def chunk_ssd(
     acum = torch.cumsum(log_a, dim=-1)  # (B, H, n, C)
 
     # 1. diagonal blocks: (C B^T ∘ L) X per chunk
-    decay = torch.exp(segsum(log_a))  # (B, H, n, C_t, C_s)
+    decay = decay_exp(segsum(log_a))  # (B, H, n, C_t, C_s)
     y = ((Ch @ Bh.transpose(-1, -2)) * decay) @ X  # (B, H, n, C, P)
 
     # 2. each chunk's end state from a zero start, kept as (N, P): B^T (decay_to_end X)
@@ -83,13 +84,13 @@ def chunk_ssd(
         else initial_state.to(dtype).transpose(-1, -2)
     )  # (B, H, N, P)
     starts = []
-    chunk_decay = torch.exp(acum[..., -1])  # (B, H, n)
+    chunk_decay = decay_exp(acum[..., -1])  # (B, H, n)
     for decay_j, local_j in zip(chunk_decay.unbind(2), local.unbind(2)):  # unbind: cheap backward
         starts.append(state)
         state = decay_j[..., None, None] * state + local_j
     s_in = torch.stack(starts, dim=2)  # (B, H, n, N, P)
 
     # 4. off-diagonal blocks: the carried state read out by C, decayed from the chunk start
-    y = y + (Ch * torch.exp(acum)[..., None]) @ s_in  # (B, H, n, C, P)
+    y = y + (Ch * decay_exp(acum)[..., None]) @ s_in  # (B, H, n, C, P)
     y = y.permute(0, 2, 3, 1, 4).reshape(bsz, n * c, h, p)[:, :length]
     return y.to(x.dtype), (state.transpose(-1, -2) if output_final_state else None)
