@@ -34,8 +34,9 @@ Speed (CPU): every step is a few in-place elementwise ops on reused tiles, and p
 and 3 sweep the chunks in blocks whose state tile is a quarter of the L2 cache, so that the
 state and decay tiles stay there through a block's C steps. Decays use ``torch.exp`` or
 ``torch.exp2``, whichever is faster on the CPU at hand (MKL's ``exp`` on Intel, Sleef's
-``exp2`` on AMD: :func:`_cpu_exp`), and the carry across chunks flushes decays too small to
-matter to 0 rather than compute with subnormal numbers. Both this form and the recurrent
+``exp2`` on AMD: :func:`_cpu_exp`). Exponents are clamped at log(sqrt(tiny)) at the steps
+that can reach below it, and the carry across chunks flushes decays too small to matter to
+0, so that no exp underflows (MKL's is ~100x slower there) and no product is subnormal. Both this form and the recurrent
 loop still do one exponential and a few multiply-adds per (token, channel, state), twice
 here (passes 1 and 3), so on one thread this form is ~10x the loop at L = 4096, E = 128,
 N = 16 (10.4-10.5x on a 2-core Intel VM, ~19x on its two threads), and 50-156x on an H100
@@ -173,14 +174,15 @@ class _Chunks:
         """(B, n, E) each chunk's sum of delta."""
         return self.d.sum(0)
 
-    def _may_be_below(self, floor: float) -> bool:
-        """Whether some chunk's total exponent A sum_t delta_t may be below ``floor``: its
-        lowest is, over channels e, the chunk's delta sum times e's most negative A. If a
-        chunk's is not below, neither is any of its steps' (with delta >= 0 and A <= 0, as
-        decays have; other signs may leave an exponent unclamped, which costs speed only)."""
-        if floor == -math.inf:
-            return False
-        return float(torch.mul(self.sums, self.a_exp.amin(0)).amin()) < floor
+    @functools.cached_property
+    def lowest_chunk_exponent(self) -> float:
+        """A bound on every chunk's total exponent A sum_t delta_t: over chunks and channels
+        e, the chunk's delta sum times e's most negative A. No step's exponent is below it
+        (with delta >= 0 and A <= 0, as decays have; other signs may leave an exponent
+        unclamped, which costs speed only). inf off a CPU, where nothing is clamped."""
+        if self.floor == -math.inf:
+            return math.inf
+        return float(torch.mul(self.sums, self.a_exp.amin(0)).amin())
 
     def low_steps(self, rows: int) -> list[tuple[bool, ...]]:
         """For each block of ``rows`` chunks, whether a step may have an exponent delta A
@@ -188,7 +190,7 @@ class _Chunks:
         largest delta in the block times the most negative A. All False off a CPU, or where
         no chunk's total exponent is below the floor (the usual case)."""
         steps, bsz, n, e = self.d.shape
-        if not self._may_be_below(self.floor):
+        if self.lowest_chunk_exponent >= self.floor:
             return [(False,) * steps] * -(-bsz * n // rows)
         lowest = self.d.view(steps, bsz * n, e).amax(-1) * float(self.a_exp.amin())  # (C, B n)
         return [tuple((t.amin(1) < self.floor).tolist()) for t in lowest.split(rows, 1)]
@@ -223,7 +225,7 @@ class _Chunks:
         # sets decays below sqrt(tiny) to 0, so these need only stay well inside the normal
         # numbers (MKL's exp was slow again at exactly log(tiny))
         floor = 1.5 * self.floor
-        low = self._may_be_below(floor)
+        low = self.lowest_chunk_exponent < floor
         torch.mul(self.sums[:, :, None], self.a_exp, out=out)
         return self.exp(out.clamp_(min=floor) if low else out, out=out)
 

@@ -7,8 +7,9 @@
    decay));
 4. state -> output (off-diagonal blocks): ``C_t exp(A_cum_t) h_start``.
 
-Every decay is ``exp`` of a sum of ``dt A <= 0``. Chunk sizes need not divide L: the tail is
-padded with ``dt = 0`` (decay 1, no input), which leaves the state unchanged.
+Every decay is ``exp`` of a sum of ``dt A <= 0``; on a CPU, decays below 1e-19 are set to 0
+(:func:`decay_exp`, which keeps MKL's exp off its slow path). Chunk sizes need not divide L:
+the tail is padded with ``dt = 0`` (decay 1, no input), which leaves the state unchanged.
 """
 
 from __future__ import annotations
