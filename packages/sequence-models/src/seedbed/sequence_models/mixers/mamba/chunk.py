@@ -39,7 +39,7 @@ that can reach below it, and the carry across chunks flushes decays too small to
 0, so that no exp underflows (MKL's is ~100x slower there) and no product is subnormal. Both this form and the recurrent
 loop still do one exponential and a few multiply-adds per (token, channel, state), twice
 here (passes 1 and 3), so on one thread this form is ~10x the loop at L = 4096, E = 128,
-N = 16 (10.4-10.5x on a 2-core Intel VM, ~19x on its two threads), and 50-156x on an H100
+N = 16 (10.2-10.7x on a 2-core Intel VM, ~18x on its two threads), and 50-156x on an H100
 (by chunk size; BENCHMARKS.md). The fused kernel of ``fused.py``, which ``MambaBlock`` runs
 on CPU tensors, does that work once per element with the state in registers.
 """
