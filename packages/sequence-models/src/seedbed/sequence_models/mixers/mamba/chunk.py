@@ -131,6 +131,8 @@ class _Chunks:
         at: (N, E) A^T.
         exp, a_exp: exp(delta A) = exp(delta * a_exp), where ``exp`` is torch.exp or
             torch.exp2 (:func:`_cpu_exp`) and a_exp is A^T scaled to match.
+        floor: the lowest exponent used on a CPU, log(sqrt(tiny)) in exp's units (-inf
+            elsewhere).
     """
 
     def __init__(self, u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
@@ -147,7 +149,7 @@ class _Chunks:
         self.exp, scale = exp_scale
         self.a_exp = self.at * scale
         # On a CPU, exponents are floored at log(sqrt(tiny)): below about -87 (in exp's
-        # units) exp gives subnormal numbers or 0, and MKL's exp took 1.8-4.4 ms for 131K
+        # units) exp gives subnormal numbers or 0, and MKL's exp took 1.3-4.4 ms for 131K
         # such values against 19 us for ordinary ones (Sleef's exp2 0.11-0.42 ms); products
         # with subnormal decays are slow too. A decay of 1.1e-19 (fp32) in place of a
         # smaller one changes the state by 1e-19 of its previous value.
@@ -221,7 +223,7 @@ class _Chunks:
 
     def chunk_decay(self, out: torch.Tensor) -> torch.Tensor:
         """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, N, E)."""
-        # floored lower than the steps, at 1.5x their floor (1.5e-29 in fp32): the carry
+        # floored lower than the steps, at 1.5x their floor (3.5e-29 in fp32): the carry
         # sets decays below sqrt(tiny) to 0, so these need only stay well inside the normal
         # numbers (MKL's exp was slow again at exactly log(tiny))
         floor = 1.5 * self.floor
