@@ -15,6 +15,7 @@ __all__ = [
     "check_shapes",
     "compute_dtype",
     "decay_exp",
+    "log_decay_floor",
     "pad_to_chunks",
     "segsum",
 ]
@@ -66,6 +67,13 @@ def segsum(x: torch.Tensor) -> torch.Tensor:
     return out.masked_fill_(~lower, float("-inf"))  # in place: cumsum's backward needs no output
 
 
+def log_decay_floor(dtype: torch.dtype) -> float:
+    """log(sqrt(tiny)) of ``dtype`` (-43.7 in fp32, -354 in fp64): the lowest log-decay the
+    CPU paths compute with. A decay of at least sqrt(tiny) times a value of ordinary size is
+    a normal number, never a subnormal one (x86 runs those through slow microcode)."""
+    return 0.5 * math.log(torch.finfo(dtype).tiny)
+
+
 def decay_exp(log_decay: torch.Tensor) -> torch.Tensor:
     """``exp`` of log-decays (<= 0; -inf allowed), where on a CPU every exponent below
     log(sqrt(tiny)) of the dtype (-43.7 in fp32) gives exactly 0.
@@ -78,7 +86,7 @@ def decay_exp(log_decay: torch.Tensor) -> torch.Tensor:
     """
     if log_decay.device.type != "cpu":
         return torch.exp(log_decay)
-    floor = math.log(math.sqrt(torch.finfo(log_decay.dtype).tiny))
+    floor = log_decay_floor(log_decay.dtype)
     return torch.exp(log_decay.clamp(min=floor)) * (log_decay >= floor)
 
 

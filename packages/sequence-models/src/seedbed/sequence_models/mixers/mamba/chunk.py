@@ -57,7 +57,12 @@ from typing import Any, NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-from seedbed.sequence_models.mixers._utils import check_chunk_size, compute_dtype, pad_to_chunks
+from seedbed.sequence_models.mixers._utils import (
+    check_chunk_size,
+    compute_dtype,
+    log_decay_floor,
+    pad_to_chunks,
+)
 from seedbed.sequence_models.mixers.mamba._checks import check_scan_inputs
 
 __all__ = ["chunk_selective_scan"]
@@ -153,9 +158,7 @@ class _Chunks:
         # such values against 19 us for ordinary ones (Sleef's exp2 0.11-0.42 ms); products
         # with subnormal decays are slow too. A decay of 1.1e-19 (fp32) in place of a
         # smaller one changes the state by 1e-19 of its previous value.
-        self.floor = (
-            math.log(math.sqrt(torch.finfo(self.d.dtype).tiny)) * scale if cpu else -math.inf
-        )
+        self.floor = log_decay_floor(self.d.dtype) * scale if cpu else -math.inf
 
     # per-step broadcast views of whole tiles (the backward's), made once on first use:
     # indexing a tuple costs less than indexing a tensor
@@ -211,15 +214,16 @@ class _Chunks:
         return [_Block(d.unbind(0), x.unbind(0), b.unbind(0), c.unbind(0), low)
                 for d, x, b, c, low in parts]  # fmt: skip
 
-    def exponent(self, d: torch.Tensor, low: bool, out: torch.Tensor) -> torch.Tensor:
-        """exp(delta A) for delta rows ``d`` (..., 1, E), written into ``out`` (..., N, E);
-        ``low``: some exponent may be below the floor (clamped to it)."""
+    def exponent(self, d: torch.Tensor, out: torch.Tensor, floor: float | None = None
+                 ) -> torch.Tensor:  # fmt: skip
+        """exp(delta A) for delta rows ``d`` (..., 1, E), written into ``out`` (..., N, E),
+        with the exponents clamped at ``floor`` if one is given."""
         torch.mul(d, self.a_exp, out=out)
-        return self.exp(out.clamp_(min=self.floor) if low else out, out=out)
+        return self.exp(out if floor is None else out.clamp_(min=floor), out=out)
 
     def decay(self, s: int, out: torch.Tensor) -> torch.Tensor:
         """exp(delta A) of step s of every chunk, written into ``out`` (B, n, N, E)."""
-        return self.exponent(self.d_rows[s], self.low_whole[s], out)
+        return self.exponent(self.d_rows[s], out, self.floor if self.low_whole[s] else None)
 
     def chunk_decay(self, out: torch.Tensor) -> torch.Tensor:
         """Each chunk's total decay exp(A sum_t delta_t), written into ``out`` (B, n, N, E)."""
@@ -227,9 +231,8 @@ class _Chunks:
         # sets decays below sqrt(tiny) to 0, so these need only stay well inside the normal
         # numbers (MKL's exp was slow again at exactly log(tiny))
         floor = 1.5 * self.floor
-        low = self.lowest_chunk_exponent < floor
-        torch.mul(self.sums[:, :, None], self.a_exp, out=out)
-        return self.exp(out.clamp_(min=floor) if low else out, out=out)
+        return self.exponent(self.sums[:, :, None], out,
+                             floor if self.lowest_chunk_exponent < floor else None)  # fmt: skip
 
     def add_input(self, s: int, h: torch.Tensor) -> torch.Tensor:
         """h <- h + x_s B_s, in place. h: (B, n, N, E)."""
@@ -272,7 +275,7 @@ def _flusher(t: torch.Tensor) -> Callable[[torch.Tensor], object]:
     """In-place: values of ``t``'s dtype below sqrt(tiny) set to 0 on a CPU; elsewhere none."""
     if t.device.type != "cpu":
         return lambda _: None
-    tiny = math.sqrt(torch.finfo(t.dtype).tiny)
+    tiny = math.exp(log_decay_floor(t.dtype))
     return lambda x: torch.threshold_(x, tiny, 0.0)
 
 
@@ -355,14 +358,10 @@ def _sweep(k: _Chunks, block: _Block, h: torch.Tensor, a: torch.Tensor,
     + x_s B_s, and with ``y`` also read out y[s] = C_s · h. Without ``y``, h starts from
     zero (its contents are ignored). h, a (scratch): (R, N, E); y: C x (R, 1, E)."""
     d, x, b, c, low = block
-    exp, a_exp, floor = k.exp, k.a_exp, k.floor
     if y is None:
         torch.mul(x[0], b[0], out=h)  # h_0 = x_0 B_0
     for s in range(0 if y is not None else 1, len(d)):
-        torch.mul(d[s], a_exp, out=a)  # the exponents delta_s A
-        if low[s]:
-            a.clamp_(min=floor)
-        h.mul_(exp(a, out=a)).addcmul_(x[s], b[s])
+        h.mul_(k.exponent(d[s], a, k.floor if low[s] else None)).addcmul_(x[s], b[s])
         if y is not None:
             torch.bmm(c[s], h, out=y[s])
 
